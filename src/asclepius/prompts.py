@@ -1,0 +1,196 @@
+"""Every prompt the project sends or trains on, in one place.
+
+Each template is versioned by a short hash of its text (:func:`prompt_hash`); stages
+record the hash next to their outputs so a dataset always says which prompt made it.
+The teacher prompts are written for this project from the method's requirements;
+the inference prompt is an interface and is kept byte for byte as published
+(the typo "languge" and the space after "[Instruction End]" included), because the
+released Asclepius checkpoints were trained on exactly these bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+# --- Inference / training prompt (published interface, do not edit) -------------
+INFERENCE_PROMPT = (
+    "You are an intelligent clinical languge model.\n"
+    "Below is a snippet of patient's discharge summary and a following instruction from healthcare professional.\n"
+    "Write a response that appropriately completes the instruction.\n"
+    "The response should provide the accurate answer to the instruction, while being concise.\n"
+    "\n"
+    "[Discharge Summary Begin]\n"
+    "{note}\n"
+    "[Discharge Summary End]\n"
+    "\n"
+    "[Instruction Begin]\n"
+    "{question}\n"
+    "[Instruction End] \n"
+)
+
+# --- Note synthesis: case report -> discharge summary ------------------------------
+NOTE_SYSTEM_PROMPT = "You are a physician who writes hospital documentation in a busy teaching hospital."
+
+NOTE_PROMPT = """Rewrite the published case report below as the discharge summary that the treating team would have filed in the patient's electronic health record.
+
+Rules:
+1. Reply with the discharge summary and nothing else: no greeting, no explanation, no closing remark.
+2. Write the way clinicians actually chart: where the report uses a formal clinical term, prefer the everyday wording a busy clinician would type (for example "high cholesterol" for hypercholesterolemia, "heart attack" for myocardial infarction).
+3. Use the usual clinical abbreviations freely and do not spell them out.
+4. Small grammatical slips and terse fragments are fine, as in real notes.
+5. Do not invent anything. Every drug, dose, diagnosis, procedure, test result and plan in your summary must come from the case report.
+6. If the report ends before the patient leaves hospital, write a summary of the hospital course so far instead of a discharge summary.
+7. Keep the structure and medical logic of a real record: detailed and complete, organised under several headings (for example admission reason, history, hospital course, procedures, discharge condition, medications, follow-up).
+
+[Case Report Begin]
+{case_report}
+[Case Report End]
+"""
+
+# --- Instruction bootstrapping: note + task -> one new question --------------------
+QUESTION_SYSTEM_PROMPT = "You are a clinician who writes exercises that test how well a language model reads clinical notes."
+
+QUESTION_PROMPT = """Below is a discharge summary and a clinical NLP task.
+
+[Discharge Summary Begin]
+{note}
+[Discharge Summary End]
+
+Task: {task}
+
+Here are example instructions a healthcare professional has written for this task:
+{examples}
+
+Write one new instruction for the task "{task}" about this discharge summary.
+- It must differ from every example above.
+- It must be brief and answerable from the discharge summary alone.
+- Reply with the instruction only: no numbering, no quotes, no answer, no explanation.
+"""
+
+# --- Answering: note + question -> answer ------------------------------------------
+ANSWER_SYSTEM_PROMPT = "You are a careful clinician answering a colleague's question about a patient's discharge summary."
+
+ANSWER_PROMPT = """[Discharge Summary Begin]
+{note}
+[Discharge Summary End]
+
+[Instruction Begin]
+{question}
+[Instruction End]
+
+Answer the instruction accurately and concisely, using only what the discharge summary says.
+If the summary does not contain what is needed, say that it cannot be answered from the summary and briefly why.
+Answer directly: do not describe yourself, do not decline, do not ask a question back and do not restate the instruction.
+"""
+
+# --- LLM judge: the paper's 1-4 rubric ----------------------------------------------
+JUDGE_SYSTEM_PROMPT = "You are an attending physician grading answers to questions about clinical notes."
+
+JUDGE_PROMPT = """You will grade {num_candidates} candidate answers to an instruction about a discharge summary.
+
+[Discharge Summary Begin]
+{note}
+[Discharge Summary End]
+
+[Instruction Begin]
+{question}
+[Instruction End]
+
+{candidates}
+
+First, work out your own answer to the instruction from the discharge summary.
+Then grade each candidate on this scale:
+1 (Unacceptable): contains any incorrect or irrelevant content, or fails to say that an unanswerable instruction cannot be answered.
+2 (Poor): leaves out significant content that the answer needs.
+3 (Satisfactory): leaves out only minor content.
+4 (Excellent): contains all the content the answer needs, or correctly says that the instruction cannot be answered.
+
+Reply format: the FIRST line must hold only the {num_candidates} scores, in the order {labels}, separated by single spaces (for example "{example}"). After that line, explain your grading.
+"""
+
+JUDGE_CANDIDATE = "[Answer {label} Begin]\n{answer}\n[Answer {label} End]"
+
+# --- Prompt styles for baselines at evaluation time ----------------------------------
+ALPACA_PROMPT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{question}\n\n### Input:\n{note}\n\n### Response:\n"
+)
+MEDALPACA_PROMPT = (
+    "Context: {note}\n\nQuestion: {question}\n\nAnswer: "
+)
+VICUNA_PROMPT = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions. "
+    "USER: {note}\n\n{question} ASSISTANT:"
+)
+PROMPT_STYLES = {
+    "asclepius": INFERENCE_PROMPT,
+    "alpaca": ALPACA_PROMPT,
+    "medalpaca": MEDALPACA_PROMPT,
+    "vicuna": VICUNA_PROMPT,
+}
+
+
+def prompt_hash(*templates: str) -> str:
+    """Short, stable version id of one or more templates (first 10 hex of SHA-256)."""
+    digest = hashlib.sha256("\x1e".join(templates).encode("utf-8")).hexdigest()
+    return digest[:10]
+
+
+def render_inference_prompt(note: str, question: str) -> str:
+    """The published Asclepius prompt filled with a note and a question."""
+    return INFERENCE_PROMPT.format(note=note, question=question)
+
+
+def note_messages(case_report: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": NOTE_SYSTEM_PROMPT},
+        {"role": "user", "content": NOTE_PROMPT.format(case_report=case_report.strip())},
+    ]
+
+
+def question_messages(note: str, task: str, examples: list[str]) -> list[dict[str, str]]:
+    listed = "\n".join(f"- {example}" for example in examples)
+    return [
+        {"role": "system", "content": QUESTION_SYSTEM_PROMPT},
+        {"role": "user", "content": QUESTION_PROMPT.format(note=note.strip(), task=task, examples=listed)},
+    ]
+
+
+def answer_messages(note: str, question: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": ANSWER_SYSTEM_PROMPT},
+        {"role": "user", "content": ANSWER_PROMPT.format(note=note.strip(), question=question.strip())},
+    ]
+
+
+def judge_labels(n: int) -> list[str]:
+    """A, B, C, ... for n candidates (n <= 26)."""
+    if not 1 <= n <= 26:
+        raise ValueError(f"the judge grades 1 to 26 candidates at once, got {n}")
+    return [chr(ord("A") + i) for i in range(n)]
+
+
+def judge_messages(note: str, question: str, answers: list[str]) -> list[dict[str, str]]:
+    labels = judge_labels(len(answers))
+    candidates = "\n\n".join(
+        JUDGE_CANDIDATE.format(label=label, answer=answer.strip()) for label, answer in zip(labels, answers)
+    )
+    example = " ".join(str(score) for score, _ in zip([4, 2, 3, 1] * 7, labels))
+    content = JUDGE_PROMPT.format(
+        num_candidates=len(answers),
+        note=note.strip(),
+        question=question.strip(),
+        candidates=candidates,
+        labels=", ".join(labels),
+        example=example,
+    )
+    return [{"role": "system", "content": JUDGE_SYSTEM_PROMPT}, {"role": "user", "content": content}]
+
+
+NOTE_PROMPT_HASH = prompt_hash(NOTE_SYSTEM_PROMPT, NOTE_PROMPT)
+QUESTION_PROMPT_HASH = prompt_hash(QUESTION_SYSTEM_PROMPT, QUESTION_PROMPT)
+ANSWER_PROMPT_HASH = prompt_hash(ANSWER_SYSTEM_PROMPT, ANSWER_PROMPT)
+JUDGE_PROMPT_HASH = prompt_hash(JUDGE_SYSTEM_PROMPT, JUDGE_PROMPT, JUDGE_CANDIDATE)
+INFERENCE_PROMPT_HASH = prompt_hash(INFERENCE_PROMPT)
