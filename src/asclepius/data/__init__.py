@@ -1,0 +1,1 @@
+"""Data: readers for case reports and MIMIC notes, stage builders, filters, splits."""

@@ -1,0 +1,48 @@
+"""Load a dataset the same way in every stage: a Hub-ready folder, a file, or a Hub id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset
+
+from asclepius.data.splits import split_by_patient
+from asclepius.errors import InputError
+
+FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+def load_any(path_or_id: str, config: str | None = None) -> DatasetDict:
+    """All splits of a folder (``load_dataset(folder)``), a json/jsonl/csv/parquet file, or a Hub dataset."""
+    path = Path(path_or_id)
+    if path.is_file():
+        builder = FILE_BUILDERS.get(path.suffix.lower())
+        if builder is None:
+            raise InputError(path, f"unsupported file type {path.suffix!r}; expected one of {sorted(FILE_BUILDERS)}")
+        return load_dataset(builder, data_files={"train": str(path)})
+    if path.is_dir():
+        return load_dataset(str(path), config)
+    if path_or_id.startswith((".", "/")) or path.suffix.lower() in FILE_BUILDERS:
+        raise InputError(path, "no such file or folder")
+    return load_dataset(path_or_id, config)
+
+
+def load_split(
+    path_or_id: str,
+    split: str,
+    *,
+    config: str | None = None,
+    test_ratio: float | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """One split; when the source has only ``train`` and ``test_ratio`` is given, split it by patient.
+
+    This lets the training and evaluation stages share one held-out view of a plain
+    file (for example the bundled ``data/demo/synthetic_notes.jsonl``).
+    """
+    splits = load_any(path_or_id, config)
+    if split in splits:
+        return splits[split]
+    if set(splits) == {"train"} and test_ratio:
+        return split_by_patient(splits["train"], test_ratio, seed)[split]
+    raise InputError(path_or_id, f"no split {split!r}; available: {sorted(splits)}")
