@@ -17,7 +17,14 @@ from typing import Any
 class InputError(ValueError):
     """Bad user input; the message is one line naming the file, row and field."""
 
-    def __init__(self, path: str | os.PathLike | None, message: str, *, row: int | None = None, field: str | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike | None,
+        message: str,
+        *,
+        row: int | None = None,
+        field: str | None = None,
+    ):
         parts = [str(path) if path is not None else "input"]
         if row is not None:
             parts.append(f"row {row}")
@@ -28,7 +35,9 @@ class InputError(ValueError):
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
 
 
 def run_stage(main: Callable[[], Any]) -> None:

@@ -79,7 +79,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def size_category(n: int) -> str:
-    for bound, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+    for bound, label in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
         if n < bound:
             return label
     return "1M<n<10M"
@@ -89,7 +94,9 @@ def today() -> str:
     return _dt.date.today().isoformat()
 
 
-def write_dataset_configs(output_dir: str | os.PathLike, configs: Mapping[str, Mapping[str, Any]]) -> list[dict]:
+def write_dataset_configs(
+    output_dir: str | os.PathLike, configs: Mapping[str, Mapping[str, Any]]
+) -> list[dict]:
     """Write ``{config: {split: Dataset}}`` as ``data/<config>/<split>-00000-of-00001.parquet``.
 
     Each file is written under a temporary name and renamed, so a crash leaves no

@@ -48,7 +48,9 @@ Rules:
 """
 
 # --- Instruction bootstrapping: note + task -> one new question --------------------
-QUESTION_SYSTEM_PROMPT = "You are a clinician who writes exercises that test how well a language model reads clinical notes."
+QUESTION_SYSTEM_PROMPT = (
+    "You are a clinician who writes exercises that test how well a language model reads clinical notes."
+)
 
 QUESTION_PROMPT = """Below is a discharge summary and a clinical NLP task.
 
@@ -68,7 +70,9 @@ Write one new instruction for the task "{task}" about this discharge summary.
 """
 
 # --- Answering: note + question -> answer ------------------------------------------
-ANSWER_SYSTEM_PROMPT = "You are a careful clinician answering a colleague's question about a patient's discharge summary."
+ANSWER_SYSTEM_PROMPT = (
+    "You are a careful clinician answering a colleague's question about a patient's discharge summary."
+)
 
 ANSWER_PROMPT = """[Discharge Summary Begin]
 {note}
@@ -116,9 +120,7 @@ ALPACA_PROMPT = (
     "Write a response that appropriately completes the request.\n\n"
     "### Instruction:\n{question}\n\n### Input:\n{note}\n\n### Response:\n"
 )
-MEDALPACA_PROMPT = (
-    "Context: {note}\n\nQuestion: {question}\n\nAnswer: "
-)
+MEDALPACA_PROMPT = "Context: {note}\n\nQuestion: {question}\n\nAnswer: "
 VICUNA_PROMPT = (
     "A chat between a curious user and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the user's questions. "

@@ -18,7 +18,9 @@ def load_any(path_or_id: str, config: str | None = None) -> DatasetDict:
     if path.is_file():
         builder = FILE_BUILDERS.get(path.suffix.lower())
         if builder is None:
-            raise InputError(path, f"unsupported file type {path.suffix!r}; expected one of {sorted(FILE_BUILDERS)}")
+            raise InputError(
+                path, f"unsupported file type {path.suffix!r}; expected one of {sorted(FILE_BUILDERS)}"
+            )
         return load_dataset(builder, data_files={"train": str(path)})
     if path.is_dir():
         return load_dataset(str(path), config)

@@ -20,7 +20,9 @@ def assign_split(patient_id: object, test_ratio: float, seed: int = 0) -> str:
     return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_ratio else "train"
 
 
-def split_by_patient(dataset: Dataset, test_ratio: float, seed: int = 0, column: str = "patient_id") -> DatasetDict:
+def split_by_patient(
+    dataset: Dataset, test_ratio: float, seed: int = 0, column: str = "patient_id"
+) -> DatasetDict:
     """Split ``dataset`` into ``train``/``test`` so that no ``column`` value is in both."""
     sides = [assign_split(pid, test_ratio, seed) for pid in dataset[column]]
     train = [i for i, side in enumerate(sides) if side == "train"]
