@@ -43,8 +43,10 @@ def load_split(
     file (for example the bundled ``data/demo/synthetic_notes.jsonl``).
     """
     splits = load_any(path_or_id, config)
-    if split in splits:
-        return splits[split]
+    # Checked first: a plain file loads as one "train" split, and asking it for "train"
+    # with a test_ratio must return the patients NOT held out, not every row.
     if set(splits) == {"train"} and test_ratio:
         return split_by_patient(splits["train"], test_ratio, seed)[split]
+    if split in splits:
+        return splits[split]
     raise InputError(path_or_id, f"no split {split!r}; available: {sorted(splits)}")
