@@ -50,3 +50,28 @@ quality: $(STAMP)  ## lint with ruff (no changes)
 
 clean:  ## remove outputs and caches (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache
+
+# --- data stages: notes, questions, answers, mimic ---
+# Each stage reads recipes/$(RECIPE)/data.yaml; the recipe names the folders that chain
+# them, INPUT / OUTPUT override one stage's (--input / --output_dir). --base_url and
+# --model are passed only when BASE_URL / MODEL are set. e.g.
+#   make notes questions answers RECIPE=tiny BASE_URL=http://127.0.0.1:8000/v1
+#   make mimic INPUT=/secure/NOTEEVENTS.csv ARGS="--exclude_ids excluded.txt"
+DATA_RECIPE = recipes/$(RECIPE)/data.yaml
+DATA_FLAGS = $(if $(BASE_URL),--base_url $(BASE_URL)) $(if $(MODEL),--model $(MODEL)) \
+	$(if $(INPUT),--input $(INPUT)) $(if $(OUTPUT),--output_dir $(OUTPUT)) $(ARGS)
+
+.PHONY: notes questions answers mimic
+
+notes: $(STAMP)  ## case reports -> synthetic discharge summaries (teacher LLM)
+	$(PY) scripts/make_notes.py --config $(DATA_RECIPE) $(DATA_FLAGS)
+
+questions: $(STAMP)  ## notes -> one task + question per note (teacher LLM)
+	$(PY) scripts/make_questions.py --config $(DATA_RECIPE) $(DATA_FLAGS)
+
+answers: $(STAMP)  ## questions -> answers, filters, train/test by patient (teacher LLM)
+	$(PY) scripts/make_answers.py --config $(DATA_RECIPE) $(DATA_FLAGS)
+
+mimic: $(STAMP)  ## MIMIC-III NOTEEVENTS.csv (INPUT=...) -> private notes folder with de-id tags
+	$(PY) scripts/prepare_mimic.py --config $(DATA_RECIPE) $(DATA_FLAGS)
+# --- end of data stages ---

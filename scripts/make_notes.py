@@ -1,0 +1,118 @@
+"""Stage 1: rewrite case reports as synthetic discharge summaries with a teacher LLM.
+
+    python scripts/make_notes.py --config recipes/tiny/data.yaml \
+        --input data/demo/case_reports.csv --output_dir outputs/tiny/notes
+
+Reads PMC-Patients (CSV or JSON, streamed), any dataset with a text column, or the demo
+CSV; sends one request per case report through the engine (resumable: a rerun sends
+only what the ledger lacks); writes a Hub-ready dataset folder with a card.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from trl import TrlParser
+
+from asclepius import prompts
+from asclepius.data.cards import CardFacts, render_card
+from asclepius.data.case_reports import iter_case_reports, scan_case_reports
+from asclepius.data.config import RECIPE_CLASSES, DataArguments, sampling_for
+from asclepius.data.notes import NOTE_FEATURES, NoteSynthesis, note_configs
+from asclepius.data.stage import DatasetStage, SourceInfo, check_push_allowed, push_if_asked
+from asclepius.engine import Engine, EngineArguments, run_requests
+from asclepius.errors import run_stage
+
+logger = logging.getLogger("make_notes")
+
+
+def main() -> None:
+    data_args, engine_args = TrlParser(RECIPE_CLASSES).parse_args_and_config()
+    data_args: DataArguments
+    engine_args: EngineArguments
+    source, output_dir = data_args.resolve_paths(data_args.case_reports, data_args.notes_dir)
+    stage = DatasetStage(output_dir, overwrite=data_args.overwrite)
+    push = dict(
+        push_to_hub=data_args.push_to_hub, hub_dataset_id=data_args.hub_dataset_id, private=data_args.private
+    )
+    if stage.already_finished():
+        push_if_asked(output_dir, **push)
+        return
+    check_push_allowed(output_dir, push_to_hub=data_args.push_to_hub, private=data_args.private)
+
+    # 1. Check every case report, and choose the subset, before anything is sent.
+    reading = dict(
+        text_column=data_args.text_column,
+        id_column=data_args.id_column,
+        uid_column=data_args.uid_column,
+        chunk_size=data_args.chunk_size,
+        split=data_args.dataset_split,
+    )
+    scan = scan_case_reports(source, limit=data_args.limit, seed=data_args.seed, **reading)
+    logger.info("%s: %d case reports, %d selected", source, scan.total, scan.count)
+
+    # 2. One note-synthesis request per case report; max_tokens fits the teacher's context.
+    sampling = sampling_for("notes", engine_args)
+    table = None if engine_args.dry_run else stage.begin(NOTE_FEATURES)
+    synthesis = NoteSynthesis(
+        teacher_model=engine_args.model,
+        context_length=data_args.context_length,
+        max_tokens_cap=sampling.max_tokens,
+        keep_truncated=data_args.keep_truncated,
+        sink=table.add if table is not None else None,
+    )
+    engine = Engine(
+        engine_args,
+        stage.ledger_path,
+        default_temperature=sampling.temperature,
+        default_max_tokens=sampling.max_tokens,
+        description="notes",
+    )
+    run_requests(
+        engine,
+        synthesis.requests(iter_case_reports(source, scan, **reading)),
+        synthesis.on_result,
+        total=scan.count,
+    )
+    if engine_args.dry_run:
+        return
+
+    # 3. Default config = usable notes; annotated = every row with its flag. Card last.
+    rows = stage.rows()
+    configs = note_configs(rows)
+    entries = stage.write_configs(configs)
+    facts = CardFacts(
+        stage="notes",
+        pretty_name="Asclepius synthetic discharge summaries",
+        summary=(
+            "Synthetic discharge summaries written by a teacher LLM from published case reports "
+            "(PMC-Patients schema), one per case report, in the style of an electronic health record."
+        ),
+        source=SourceInfo(data_args.source_license),
+        configs=configs,
+        config_entries=entries,
+        rows_in=scan.count,
+        unit_in="case reports",
+        drops=synthesis.drops,
+        provenance={
+            "teacher_model": engine_args.model,
+            "base_url": engine_args.base_url,
+            "prompt_hash": prompts.NOTE_PROMPT_HASH,
+            "temperature": sampling.temperature,
+            "max_tokens": f"min({sampling.max_tokens}, {data_args.context_length} - prompt tokens)",
+            "source": source,
+            "seed": data_args.seed,
+            **dict(synthesis.tokens),
+        },
+        length_columns=("case_report", "note"),
+        source_datasets=["zhengyun21/PMC-Patients"] if "pmc" in source.lower() else [],
+        hub_dataset_id=data_args.hub_dataset_id,
+    )
+    card = render_card(output_dir, facts)
+    stage.cleanup()
+    print(f"wrote {configs['default']['train'].num_rows} notes to {output_dir} ({card.name} last)")
+    push_if_asked(output_dir, **push)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,110 @@
+"""Real-note variant: MIMIC-III discharge summaries as a notes folder, de-identification tags rewritten.
+
+    python scripts/prepare_mimic.py --config recipes/tiny/data.yaml \
+        --input /secure/mimic-iii/NOTEEVENTS.csv --exclude_ids excluded_row_ids.txt \
+        --output_dir outputs/mimic/notes
+
+Keeps CATEGORY == "Discharge summary", drops the excluded ROW_IDs, rewrites `[**...**]`
+brackets into short tags ([Name], [Company], [Reg#], ...). The folder feeds
+make_questions / make_answers like synthetic notes, and everything built from it is
+MIMIC-derived: under the PhysioNet credentialed licence, pushed to private repositories only.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from trl import TrlParser
+
+from asclepius.data.cards import CardFacts, markdown_table, render_card
+from asclepius.data.config import RECIPE_CLASSES, DataArguments
+from asclepius.data.deid import TAGS
+from asclepius.data.mimic import (
+    MIMIC_COLUMNS,
+    MIMIC_FEATURES,
+    MimicCounts,
+    iter_discharge_summaries,
+    mimic_row,
+    read_exclusion_list,
+)
+from asclepius.data.stage import DatasetStage, SourceInfo, check_push_allowed, push_if_asked
+from asclepius.errors import run_stage
+
+logger = logging.getLogger("prepare_mimic")
+
+
+def main() -> None:
+    data_args, _ = TrlParser(RECIPE_CLASSES).parse_args_and_config()
+    data_args: DataArguments
+    source, output_dir = data_args.resolve_paths(None, data_args.mimic_notes_dir)
+    stage = DatasetStage(output_dir, overwrite=data_args.overwrite)
+    push = dict(
+        push_to_hub=data_args.push_to_hub, hub_dataset_id=data_args.hub_dataset_id, private=data_args.private
+    )
+    if stage.already_finished():
+        push_if_asked(output_dir, **push)
+        return
+    # MIMIC data never goes public: refuse a public push now, before reading 4 GB.
+    check_push_allowed(
+        output_dir, push_to_hub=data_args.push_to_hub, private=data_args.private, mimic_derived=True
+    )
+
+    # 1. The exclusion list is checked first: a bad line fails before the big read.
+    excluded = read_exclusion_list(data_args.exclude_ids) if data_args.exclude_ids else set()
+
+    # 2. Stream NOTEEVENTS.csv in chunks; the folder is marked MIMIC-derived before any row is written.
+    table = stage.begin(MIMIC_FEATURES, mimic_derived=True)
+    counts = MimicCounts()
+    for note in iter_discharge_summaries(
+        source, exclude_ids=excluded, chunk_size=data_args.chunk_size, counts=counts
+    ):
+        table.add(mimic_row(note))
+        if data_args.limit is not None and counts.kept >= data_args.limit:
+            logger.info("stopping at --limit %d discharge summaries", data_args.limit)
+            break
+    logger.info("%s: %d rows read, %d discharge summaries kept", source, counts.rows_read, counts.kept)
+
+    # 3. One config of notes, with the de-identification counts in the card. Card last.
+    configs = {"default": {"train": stage.rows().select_columns(MIMIC_COLUMNS)}}
+    entries = stage.write_configs(configs)
+    discharge = counts.by_category.get("Discharge summary", 0)
+    tag_table = markdown_table(["tag", "brackets"], [[tag, counts.deid.tags.get(tag, 0)] for tag in TAGS])
+    unknown = markdown_table(["bracket label", "count"], counts.deid.unknown_labels.most_common(20))
+    facts = CardFacts(
+        stage="mimic_notes",
+        pretty_name="MIMIC-III discharge summaries (Asclepius-R notes)",
+        summary=(
+            "Real discharge summaries from MIMIC-III NOTEEVENTS, with de-identification brackets rewritten as "
+            "short tags, ready for the question and answer stages of the Asclepius recipe."
+        ),
+        source=SourceInfo.for_mimic(),
+        configs=configs,
+        config_entries=entries,
+        rows_in=counts.rows_read,
+        unit_in="NOTEEVENTS rows",
+        drops={"not_discharge_summary": counts.rows_read - discharge, "excluded": counts.excluded},
+        provenance={
+            "source": source,
+            "exclusion_list": data_args.exclude_ids or "none",
+            "excluded_row_ids": len(excluded),
+            "literal_dates_kept": counts.deid.dates_kept,
+        },
+        length_columns=("note",),
+        synthetic=False,
+        extra_sections=[
+            {"title": "De-identification tags", "body": tag_table},
+            {
+                "title": "Unrecognised bracket labels",
+                "body": "Rewritten as `[Redacted]`:\n\n" + unknown if counts.deid.unknown_labels else "None.",
+            },
+        ],
+        hub_dataset_id=data_args.hub_dataset_id,
+    )
+    render_card(output_dir, facts)
+    stage.cleanup()
+    print(f"wrote {counts.kept} MIMIC discharge summaries to {output_dir} (MIMIC-derived: private use only)")
+    push_if_asked(output_dir, **push)
+
+
+if __name__ == "__main__":
+    run_stage(main)

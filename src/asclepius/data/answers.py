@@ -1,0 +1,141 @@
+"""Stage 4: (note, question) -> answer, filtered, grounded, split by patient.
+
+The default config has exactly the published columns ``patient_id, note, question,
+answer, task`` in ``train``/``test`` splits (no patient in both), so the folder drops
+in for ``starmpcc/Asclepius-Synthetic-Clinical-Notes``. The ``annotated`` config keeps
+every row with its drop reason and the grounding check: numbers, doses and dates the
+answer states that the note does not contain.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from datasets import Dataset, Features, List, Value
+
+from asclepius import prompts
+from asclepius.data import filters
+from asclepius.data.readers import check_int, check_text
+from asclepius.data.splits import split_by_patient
+from asclepius.data.stage import SOURCE_ROW, kept_rows
+from asclepius.engine import Request, Result
+from asclepius.errors import InputError
+from asclepius.tasks import TASKS
+
+INSTRUCTION_COLUMNS = ["patient_id", "note", "question", "answer", "task"]
+ANSWER_FEATURES = Features(
+    {
+        "patient_id": Value("int64"),
+        "note": Value("string"),
+        "question": Value("string"),
+        "answer": Value("string"),
+        "task": Value("string"),
+        "drop_reason": Value("string"),
+        "ungrounded_values": List(Value("string")),
+        "grounded": Value("bool"),
+        "error": Value("string"),
+        "finish_reason": Value("string"),
+        "prompt_tokens": Value("int64"),
+        "completion_tokens": Value("int64"),
+        "teacher_model": Value("string"),
+        "prompt_hash": Value("string"),
+        SOURCE_ROW: Value("int64"),
+    }
+)
+
+
+def validate_questions(questions: Dataset, source: str) -> None:
+    """Integer patient ids, non-empty notes and questions, known task labels; checked before sending."""
+    row = 0
+    columns = ["patient_id", "note", "question", "task"]
+    for batch in questions.select_columns(columns).iter(batch_size=1024):
+        for patient_id, note, question, task in zip(*(batch[column] for column in columns)):
+            row += 1
+            check_int(source, patient_id, row=row, field="patient_id")
+            check_text(source, note, row=row, field="note")
+            check_text(source, question, row=row, field="question")
+            if task not in TASKS:
+                raise InputError(
+                    source,
+                    f"unknown task label {str(task)[:60]!r}; expected one of: {', '.join(TASKS)}",
+                    row=row,
+                    field="task",
+                )
+
+
+class AnswerGeneration:
+    """One request per question; results become rows with filters and grounding applied."""
+
+    def __init__(
+        self,
+        questions: Dataset,
+        *,
+        teacher_model: str,
+        keep_truncated: bool = False,
+        sink: Callable[[dict[str, Any]], None] | None = None,
+    ):
+        self.questions = questions
+        self.teacher_model = teacher_model
+        self.keep_truncated = keep_truncated
+        self.sink = sink
+        self.drops: Counter = Counter()
+        self.tokens: Counter = Counter()
+        self.ungrounded_rows = 0  # kept rows with at least one ungrounded value
+
+    def requests(self) -> Iterator[Request]:
+        columns = ["patient_id", "note", "question", "task"]
+        for index, row in enumerate(self.questions.select_columns(columns)):
+            yield Request(
+                messages=prompts.answer_messages(row["note"], row["question"]),
+                metadata={"index": index, **{column: row[column] for column in columns}},
+            )
+
+    def on_result(self, result: Result) -> None:
+        meta = result.request.metadata
+        answer = (result.content or "").strip()
+        problem = filters.generation_problem(
+            result.ok, answer, result.finish_reason, result.error, keep_truncated=self.keep_truncated
+        )
+        if problem is None:
+            problem = filters.answer_problem(meta["note"], meta["question"], answer)
+        ungrounded = filters.ungrounded_values(answer, meta["note"]) if answer else []
+        if problem:
+            self.drops[problem] += 1
+        elif ungrounded:
+            self.ungrounded_rows += 1
+        usage = result.usage or {}
+        self.tokens.update({key: int(usage.get(key) or 0) for key in ("prompt_tokens", "completion_tokens")})
+        if self.sink is not None:
+            self.sink(
+                {
+                    "patient_id": int(meta["patient_id"]),
+                    "note": meta["note"],
+                    "question": meta["question"],
+                    "answer": answer,
+                    "task": meta["task"],
+                    "drop_reason": problem,
+                    "ungrounded_values": ungrounded,
+                    "grounded": not ungrounded,
+                    "error": result.error,
+                    "finish_reason": result.finish_reason,
+                    "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+                    "completion_tokens": int(usage.get("completion_tokens") or 0),
+                    "teacher_model": self.teacher_model,
+                    "prompt_hash": prompts.ANSWER_PROMPT_HASH,
+                    SOURCE_ROW: meta["index"],
+                }
+            )
+
+
+def instruction_configs(rows: Dataset, *, test_ratio: float, seed: int) -> dict[str, dict[str, Dataset]]:
+    """``default``: the published columns in train/test split by patient; ``annotated``: all rows, same split."""
+    if test_ratio > 0:
+        annotated = dict(split_by_patient(rows, test_ratio, seed))
+    else:
+        annotated = {"train": rows}
+    default = {
+        name: kept_rows(split).select_columns(INSTRUCTION_COLUMNS) for name, split in annotated.items()
+    }
+    return {"default": default, "annotated": annotated}

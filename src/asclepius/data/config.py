@@ -1,0 +1,184 @@
+"""Settings of the four data stages, parsed from ``recipes/<name>/data.yaml`` plus CLI flags.
+
+One dataclass serves every data script (notes, MIMIC, questions, answers) so a recipe's
+``data.yaml`` is a single file; each script reads the fields it needs. YAML keys are
+exactly these field names: ``make check-recipes`` parses every ``data.yaml`` with
+``TrlParser(RECIPE_CLASSES)`` and fails on anything else.
+
+Per-stage sampling defaults live here too (``STAGE_DEFAULTS``), in one place, and apply
+whenever the recipe leaves the engine's ``temperature`` / ``max_tokens`` unset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asclepius.engine import EngineArguments
+from asclepius.errors import InputError
+from asclepius.hub import PMC_PATIENTS_LICENSE
+
+
+@dataclass(frozen=True)
+class StageDefaults:
+    temperature: float
+    max_tokens: int
+
+
+STAGE_DEFAULTS = {
+    # The paper samples notes at temperature 1 with max_tokens = context minus prompt;
+    # this is the cap on that budget (a long discharge summary is ~1k tokens).
+    "notes": StageDefaults(temperature=1.0, max_tokens=2048),
+    # The paper's question settings: one brief instruction, temperature 1, 300 tokens.
+    "questions": StageDefaults(temperature=1.0, max_tokens=300),
+    # Not stated in the paper; the API default temperature and room for a paragraph.
+    "answers": StageDefaults(temperature=1.0, max_tokens=1024),
+}
+
+# Tokens kept free between prompt + completion and the context limit: the prompt size is
+# a character-based estimate, and chat formats add a few tokens of their own.
+CONTEXT_SAFETY_MARGIN = 64
+# A note budget below this cannot hold a discharge summary: the case report is skipped.
+MIN_NOTE_TOKENS = 32
+
+
+@dataclass
+class DataArguments:
+    # --- where data comes from and goes --------------------------------------------
+    input: str | None = field(
+        default=None,
+        metadata={
+            "help": "Stage input: case reports (PMC-Patients .csv/.json/.jsonl, a parquet file, a dataset "
+            "folder or Hub id) for make_notes, NOTEEVENTS.csv for prepare_mimic, a notes folder for "
+            "make_questions, a questions folder for make_answers. Default: the recipe's folder for the stage."
+        },
+    )
+    output_dir: str | None = field(
+        default=None,
+        metadata={"help": "Hub-ready dataset folder to write. Default: the recipe's folder for the stage."},
+    )
+    case_reports: str | None = field(
+        default=None,
+        metadata={"help": "Default --input of make_notes (case reports file, folder or Hub id)."},
+    )
+    notes_dir: str | None = field(
+        default=None, metadata={"help": "Default --output_dir of make_notes and --input of make_questions."}
+    )
+    mimic_notes_dir: str | None = field(
+        default=None, metadata={"help": "Default --output_dir of prepare_mimic."}
+    )
+    questions_dir: str | None = field(
+        default=None, metadata={"help": "Default --output_dir of make_questions and --input of make_answers."}
+    )
+    instructions_dir: str | None = field(
+        default=None,
+        metadata={"help": "Default --output_dir of make_answers (the final instruction dataset)."},
+    )
+    # --- reading case reports -------------------------------------------------------
+    text_column: str = field(
+        default="patient", metadata={"help": "Column holding the case report text (PMC-Patients: 'patient')."}
+    )
+    id_column: str = field(
+        default="patient_id", metadata={"help": "Integer patient id column, carried over as 'patient_id'."}
+    )
+    uid_column: str = field(
+        default="patient_uid",
+        metadata={"help": "Unique case id column, carried over as 'patient_uid' if present."},
+    )
+    dataset_split: str = field(
+        default="train", metadata={"help": "Split to read when the input is a dataset folder or Hub id."}
+    )
+    chunk_size: int = field(default=10_000, metadata={"help": "Rows per chunk when reading large CSV files."})
+    limit: int | None = field(
+        default=None, metadata={"help": "Use a reproducible subset of this many rows (chosen by --seed)."}
+    )
+    seed: int = field(
+        default=42, metadata={"help": "Seed of the subset, task assignment and example choice."}
+    )
+    # --- notes ------------------------------------------------------------------------
+    context_length: int = field(
+        default=4096,
+        metadata={
+            "help": "Teacher context window; a note's max_tokens = this minus the estimated prompt, capped."
+        },
+    )
+    keep_truncated: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep generations cut by max_tokens (finish_reason 'length') in the default config. "
+            "Off for real runs; the tiny demo model rarely stops on its own."
+        },
+    )
+    source_license: str = field(
+        default=PMC_PATIENTS_LICENSE,
+        metadata={
+            "help": "Licence of the case reports (PMC-Patients: cc-by-nc-sa-4.0); later stages inherit it."
+        },
+    )
+    # --- MIMIC ------------------------------------------------------------------------
+    exclude_ids: str | None = field(
+        default=None, metadata={"help": "File of NOTEEVENTS ROW_IDs to drop, one integer per line."}
+    )
+    # --- questions --------------------------------------------------------------------
+    dedup_threshold: float = field(
+        default=0.7,
+        metadata={
+            "help": "Drop a question whose ROUGE-L F1 with a question of its task's pool exceeds this."
+        },
+    )
+    num_seed_examples: int = field(default=3, metadata={"help": "Seed questions shown per request."})
+    num_pool_examples: int = field(
+        default=2, metadata={"help": "Generated questions of the task's pool shown, at most."}
+    )
+    # --- answers ----------------------------------------------------------------------
+    test_ratio: float = field(
+        default=0.1, metadata={"help": "Share of patients in the 'test' split of the instruction dataset."}
+    )
+    # --- output -----------------------------------------------------------------------
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Rebuild a finished output folder (ledger answers are reused: nothing is resent)."},
+    )
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the finished folder to the Hub."})
+    hub_dataset_id: str | None = field(
+        default=None, metadata={"help": "Hub dataset repository, e.g. user/name."}
+    )
+    private: bool = field(
+        default=False, metadata={"help": "Push to a private repository (required for MIMIC data)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {self.limit}")
+        if not 0.0 <= self.dedup_threshold <= 1.0:
+            raise ValueError(f"--dedup_threshold must be in [0, 1], got {self.dedup_threshold}")
+        if not 0.0 <= self.test_ratio < 1.0:
+            raise ValueError(f"--test_ratio must be in [0, 1), got {self.test_ratio}")
+        if self.chunk_size < 1:
+            raise ValueError(f"--chunk_size must be >= 1, got {self.chunk_size}")
+        if self.push_to_hub and not self.hub_dataset_id:
+            raise ValueError("--push_to_hub needs --hub_dataset_id")
+
+    def resolve_paths(self, default_input: str | None, default_output: str | None) -> tuple[str, Path]:
+        """The stage's input and output folder: the flags when given, else the recipe's defaults."""
+        source = self.input or default_input
+        target = self.output_dir or default_output
+        if not source:
+            raise InputError("--input", "not given (and the recipe sets no default input for this stage)")
+        if not target:
+            raise InputError(
+                "--output_dir", "not given (and the recipe sets no default output for this stage)"
+            )
+        return source, Path(target)
+
+
+def sampling_for(stage: str, engine_args: EngineArguments) -> StageDefaults:
+    """The stage's temperature and max_tokens: the recipe's values, else the library defaults."""
+    defaults = STAGE_DEFAULTS[stage]
+    return StageDefaults(
+        temperature=defaults.temperature if engine_args.temperature is None else engine_args.temperature,
+        max_tokens=defaults.max_tokens if engine_args.max_tokens is None else engine_args.max_tokens,
+    )
+
+
+RECIPE_CLASSES = (DataArguments, EngineArguments)
