@@ -1,0 +1,149 @@
+"""Instruction tuning: teach a (continued-pretrained) model to answer questions about notes.
+
+    python scripts/sft.py --config recipes/tiny/sft/config_full.yaml [--flag value ...]
+    python scripts/sft.py --config recipes/tiny/sft/config_lora.yaml          # LoRA adapter
+    accelerate launch --config_file accelerate_configs/fsdp.yaml --num_processes 8 \\
+        scripts/sft.py --config recipes/asclepius-llama2-7b/sft/config_full.yaml
+
+The paper's second stage: each row becomes a prompt (the published inference template
+filled with the note and the question) and a completion (the answer, then EOS), and the
+loss falls on the completion only. ``use_peft: true`` trains a LoRA adapter instead of
+the full model (``load_in_4bit: true`` for QLoRA); ``scripts/merge_adapter.py`` merges it.
+
+A rerun resumes from the last complete checkpoint in ``output_dir``. The folder is
+finished when its README.md (the model card) exists; it is written last. With a test
+split (or ``test_ratio``), the held-out answer loss of the starting model and of the
+tuned one is printed and written to ``output_dir/.asclepius/metrics.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from asclepius.errors import run_stage
+
+logger = logging.getLogger("sft")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from transformers import set_seed
+    from trl import TrlParser
+
+    from asclepius import hub
+    from asclepius.training import card, metrics
+    from asclepius.training.config import RECIPE_CLASSES
+    from asclepius.training.formatting import load_train_and_test, to_prompt_completion, tokenize_for_sft
+    from asclepius.training.tokenizer import load_tokenizer
+    from asclepius.training.trainer import build_trainer, eval_model_kwargs, save_final_model, train_resuming
+
+    script_args, training_args, model_args = TrlParser(RECIPE_CLASSES).parse_args_and_config(argv)
+    # The stage pushes the finished folder itself, after its card; the Trainer must not
+    # create a repository or push half-trained checkpoints along the way.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    if push_to_hub and not training_args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id")
+    set_seed(training_args.seed)
+
+    # 1. Rows -> (prompt, completion), tokenized so the prompt's tokens are exactly those
+    #    the model sees at inference and only the answer and its EOS carry a loss.
+    tokenizer = load_tokenizer(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        eos_token=training_args.eos_token,
+    )
+    train_rows, test_rows = load_train_and_test(
+        script_args.dataset_name,
+        dataset_config=script_args.dataset_config,
+        train_split=script_args.dataset_train_split,
+        test_split=script_args.dataset_test_split,
+        test_ratio=script_args.test_ratio,
+        split_seed=script_args.split_seed,
+    )
+    columns = dict(
+        note_column=script_args.note_column,
+        question_column=script_args.question_column,
+        answer_column=script_args.answer_column,
+        source=script_args.dataset_name,
+    )
+    train_dataset = tokenize_for_sft(to_prompt_completion(train_rows, **columns), tokenizer)
+    eval_dataset = None
+    if test_rows and training_args.eval_strategy != "no":
+        eval_dataset = tokenize_for_sft(to_prompt_completion(test_rows, **columns), tokenizer)
+
+    # 2. Trainer: full fine-tuning, or LoRA/QLoRA when the recipe sets use_peft.
+    trainer = build_trainer(
+        model_args=model_args,
+        training_args=training_args,
+        tokenizer=tokenizer,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        log_batch_fingerprints=script_args.log_batch_fingerprints,
+    )
+
+    # 3. Train, resuming if an earlier run left checkpoints.
+    if trainer.accelerator.is_main_process:
+        hub.mark_unfinished(training_args.output_dir)
+    result, resumed_from = train_resuming(trainer)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+
+    # 4. Save the model (or adapter) and tokenizer (collective under FSDP/DeepSpeed).
+    save_final_model(trainer)
+
+    # 5. Learning signal, model card (written last), then the push.
+    if trainer.accelerator.is_main_process:
+        signal = None
+        if script_args.learning_signal and test_rows is not None and len(test_rows):
+            heldout = test_rows.select(
+                range(min(len(test_rows), script_args.max_eval_examples or len(test_rows)))
+            )
+            signal = metrics.answer_loss_signal(
+                model_args.model_name_or_path,
+                training_args.output_dir,
+                tokenizer,
+                {
+                    "note": heldout[script_args.note_column],
+                    "question": heldout[script_args.question_column],
+                    "answer": heldout[script_args.answer_column],
+                },
+                max_length=training_args.max_length,
+                model_kwargs=eval_model_kwargs(model_args, training_args),
+            )
+            trainer.log(dict(signal))  # log() adds keys to the dict it gets
+            logger.info(
+                "held-out answer loss: %.3f before, %.3f after (%.0f%% lower)",
+                signal["heldout_answer_loss_before"],
+                signal["heldout_answer_loss_after"],
+                100 * signal["heldout_answer_loss_reduction"],
+            )
+        metrics.update_metrics(
+            training_args.output_dir,
+            {"stage": "sft", "resumed_from_checkpoint": resumed_from, **result.metrics, **(signal or {})},
+        )
+        facts = card.gather_facts(
+            stage="sft",
+            script_args=script_args,
+            training_args=training_args,
+            model_args=model_args,
+            train_metrics=result.metrics,
+            log_history=trainer.state.log_history,
+            num_train_examples=len(train_dataset),
+            learning_signal=signal,
+        )
+        card.render_card(training_args.output_dir, facts)
+    trainer.accelerator.wait_for_everyone()
+    trainer.end()
+
+    if push_to_hub and trainer.accelerator.is_main_process:
+        url = hub.push_folder(
+            training_args.output_dir,
+            training_args.hub_model_id,
+            repo_type="model",
+            private=bool(training_args.hub_private_repo),
+        )
+        logger.info("pushed to %s", url)
+
+
+if __name__ == "__main__":
+    run_stage(main)

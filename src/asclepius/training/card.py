@@ -1,0 +1,231 @@
+"""The model card of a training stage: what was trained, from what, how, and how it did.
+
+The facts are gathered once into a JSON-able dict, kept in ``.asclepius/card_facts.json``
+(so ``scripts/merge_adapter.py`` can re-render the card of a merged model), and rendered
+through ``data_cards/model_card.md`` with :func:`asclepius.hub.render_model_card`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from asclepius import hub
+from asclepius.prompts import INFERENCE_PROMPT, INFERENCE_PROMPT_HASH
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE = "model_card.md"
+FACTS_FILE = "card_facts.json"
+STAGE_TITLES = {
+    "pretrain": "continued pretraining on synthetic discharge summaries",
+    "sft": "instruction tuning on clinical-note instructions",
+}
+
+
+def is_local(name_or_path: str | None) -> bool:
+    return bool(name_or_path) and Path(name_or_path).exists()
+
+
+def resolve_base_model(model_name_or_path: str) -> str | None:
+    """The Hub id this model descends from: itself if it is a Hub id, else what its local card says."""
+    if not is_local(model_name_or_path):
+        return model_name_or_path
+    base = hub.read_card_metadata(model_name_or_path).get("base_model")
+    return base[0] if isinstance(base, list) and base else base
+
+
+def inherits_mimic(*folders: str | None) -> bool:
+    """True if any local input folder (dataset or starting model) is MIMIC-derived."""
+    return any(is_local(folder) and hub.is_mimic_derived(folder) for folder in folders)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for package in ("torch", "transformers", "trl", "peft", "accelerate", "datasets"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def hardware_description(world_size: int) -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+    else:
+        device = f"CPU ({platform.processor() or platform.machine()})"
+    return f"{world_size} x {device}"
+
+
+def hyperparameters(training_args, model_args, world_size: int) -> dict[str, Any]:
+    """The settings a reader needs to reproduce the run, global batch arithmetic included."""
+    per_device = training_args.per_device_train_batch_size
+    accumulation = training_args.gradient_accumulation_steps
+    values: dict[str, Any] = {
+        "learning_rate": training_args.learning_rate,
+        "lr_scheduler_type": str(
+            getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
+        ),
+        "warmup": training_args.warmup_steps,
+        "weight_decay": training_args.weight_decay,
+        "num_train_epochs": training_args.num_train_epochs,
+        "max_steps": training_args.max_steps,
+        "global_batch_size": f"{per_device * accumulation * world_size} "
+        f"({per_device} per device x {accumulation} accumulation x {world_size} processes)",
+        "max_length": training_args.max_length,
+        "packing": f"{training_args.packing_strategy}" if training_args.packing else "no",
+        "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",
+        "activation_checkpointing": getattr(
+            training_args, "activation_checkpointing", training_args.gradient_checkpointing
+        ),
+        "seed": training_args.seed,
+    }
+    if model_args.use_peft:
+        values["lora"] = (
+            f"r={model_args.lora_r}, alpha={model_args.lora_alpha}, dropout={model_args.lora_dropout}, "
+            f"targets={model_args.lora_target_modules or 'default'}"
+            + (", base loaded in 4-bit (QLoRA)" if model_args.load_in_4bit else "")
+        )
+    return values
+
+
+def gather_facts(
+    *,
+    stage: str,
+    script_args,
+    training_args,
+    model_args,
+    train_metrics: dict[str, Any],
+    log_history: list[dict[str, Any]],
+    num_train_examples: int,
+    learning_signal: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Everything the card says, as plain JSON-able values."""
+    world_size = training_args.world_size
+    losses = [entry for entry in log_history if "loss" in entry]
+    steps = [entry["step"] for entry in log_history if "step" in entry]
+    mimic = inherits_mimic(script_args.dataset_name, model_args.model_name_or_path)
+    return {
+        "stage": stage,
+        "model_name": training_args.hub_model_id or Path(training_args.output_dir).name,
+        "started_from": model_args.model_name_or_path,
+        "base_model": resolve_base_model(model_args.model_name_or_path),
+        "dataset": script_args.dataset_name,
+        "dataset_is_local": is_local(script_args.dataset_name),
+        "num_train_examples": num_train_examples,
+        "adapter": bool(model_args.use_peft),
+        "merged": False,
+        "mimic_derived": mimic,
+        "hyperparameters": hyperparameters(training_args, model_args, world_size),
+        "results": {
+            "train_loss": train_metrics.get("train_loss"),
+            "final_logged_loss": losses[-1]["loss"] if losses else None,
+            "global_step": max(steps) if steps else None,
+            "train_runtime_s": train_metrics.get("train_runtime"),
+            **(learning_signal or {}),
+        },
+        "hardware": hardware_description(world_size),
+        "versions": package_versions(),
+        "prompt_hash": INFERENCE_PROMPT_HASH,
+        "date": hub.today(),
+    }
+
+
+def card_data(facts: dict[str, Any]) -> dict[str, Any]:
+    """The YAML header: licence, base model, datasets and tags the Hub indexes."""
+    data: dict[str, Any] = {
+        "language": ["en"],
+        "library_name": "peft" if facts["adapter"] and not facts["merged"] else "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": [
+            "asclepius",
+            "clinical",
+            "medical",
+            "trl",
+            "continued-pretraining" if facts["stage"] == "pretrain" else "sft",
+        ],
+        "model_name": facts["model_name"],
+    }
+    if facts["base_model"]:
+        data["base_model"] = facts["base_model"]
+    if facts["dataset"] and not facts["dataset_is_local"]:
+        data["datasets"] = [facts["dataset"]]
+    if facts["mimic_derived"]:
+        data.update(
+            license=hub.MIMIC_LICENSE,
+            license_name=hub.MIMIC_LICENSE_NAME,
+            license_link=hub.MIMIC_LICENSE_LINK,
+            mimic_derived=True,
+        )
+        data["tags"].append("mimic")
+    else:
+        data["license"] = hub.PMC_PATIENTS_LICENSE
+    return data
+
+
+def table(values: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        rows.append((key, f"{value:.4g}" if isinstance(value, float) else str(value)))
+    return rows
+
+
+def render_card(output_dir: str | Path, facts: dict[str, Any]) -> Path:
+    """Write ``README.md`` (the card) from ``facts``; call it last: a card means the folder is finished."""
+    if facts["mimic_derived"]:
+        hub.mark_mimic_derived(output_dir)
+    hub.atomic_write_text(hub.work_dir(output_dir) / FACTS_FILE, json.dumps(facts, indent=2) + "\n")
+    data = card_data(facts)
+    context = {
+        **facts,
+        "stage_title": STAGE_TITLES[facts["stage"]],
+        "license_line": data.get("license_name", data["license"]),
+        "prompt": INFERENCE_PROMPT,
+        "hyperparameter_rows": table(facts["hyperparameters"]),
+        "result_rows": table(facts["results"]),
+        "version_line": ", ".join(f"{name} {number}" for name, number in facts["versions"].items()),
+        "paper_citation": hub.PAPER_CITATION,
+        "pmc_patients_citation": hub.PMC_PATIENTS_CITATION,
+    }
+    path = hub.render_model_card(output_dir, template=TEMPLATE, card_data=data, context=context)
+    logger.info("model card -> %s", path)
+    return path
+
+
+def read_facts(folder: str | Path) -> dict[str, Any] | None:
+    path = Path(folder) / hub.WORK_DIR_NAME / FACTS_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def merged_facts(adapter_dir: str, *, base_model: str, model_name: str) -> dict[str, Any]:
+    """Facts for the card of a merged model: the adapter's own (when sft.py made it), marked merged."""
+    facts = read_facts(adapter_dir) if is_local(adapter_dir) else None
+    if facts is None:
+        # An adapter from elsewhere: say what is known and leave the rest out.
+        facts = {
+            "stage": "sft",
+            "started_from": base_model,
+            "base_model": resolve_base_model(base_model),
+            "dataset": None,
+            "dataset_is_local": False,
+            "num_train_examples": None,
+            "adapter": True,
+            "mimic_derived": False,
+            "hyperparameters": {},
+            "results": {},
+            "hardware": "unknown",
+            "versions": package_versions(),
+            "prompt_hash": INFERENCE_PROMPT_HASH,
+        }
+    facts["mimic_derived"] = bool(facts.get("mimic_derived")) or inherits_mimic(adapter_dir, base_model)
+    facts.update(merged=True, adapter=True, model_name=model_name, merged_from=adapter_dir, date=hub.today())
+    return facts

@@ -1,0 +1,102 @@
+"""Settings of the two training stages, parsed from ``recipes/<name>/{pretrain,sft}/*.yaml``.
+
+A recipe file is exactly three dataclasses (``RECIPE_CLASSES``): TRL's ``SFTConfig`` and
+``ModelConfig`` unchanged, plus :class:`TrainScriptArguments`, which extends TRL's
+``ScriptArguments`` with what this project needs on top (the held-out split, column
+names, the learning-signal check). ``make check-recipes`` parses every training recipe
+with these classes, so a misspelt key fails before a GPU is rented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import ModelConfig, ScriptArguments, SFTConfig
+
+STAGES = ("pretrain", "sft")
+
+
+@dataclass
+class TrainScriptArguments(ScriptArguments):
+    """Data and bookkeeping options shared by ``scripts/pretrain.py`` and ``scripts/sft.py``."""
+
+    test_ratio: float | None = field(
+        default=None,
+        metadata={
+            "help": "For a source with only a train split (a plain file, the published dataset): hold out this "
+            "share of patients as 'test' (by patient_id). The evaluation stage uses the same split with the same "
+            "ratio and seed. Leave unset to train on every row."
+        },
+    )
+    split_seed: int = field(default=0, metadata={"help": "Seed of the by-patient split (with --test_ratio)."})
+    note_column: str = field(default="note", metadata={"help": "Column holding the discharge summary."})
+    question_column: str = field(
+        default="question", metadata={"help": "Column holding the instruction (sft)."}
+    )
+    answer_column: str = field(default="answer", metadata={"help": "Column holding the answer (sft)."})
+    learning_signal: bool = field(
+        default=True,
+        metadata={
+            "help": "After training, measure on the held-out split the metric this stage should improve (note "
+            "perplexity for pretrain, answer loss for sft) for the starting model and the trained one, and write "
+            "both to .asclepius/metrics.json. Needs a test split."
+        },
+    )
+    max_eval_examples: int | None = field(
+        default=200,
+        metadata={
+            "help": "Cap on held-out notes (pretrain) or rows (sft) used by the learning-signal check."
+        },
+    )
+    log_batch_fingerprints: bool = field(
+        default=False,
+        metadata={
+            "help": "Append a short hash of every training batch, per rank, to .asclepius/batches-rank<N>.jsonl: "
+            "a cheap way to check that data-parallel ranks read different data."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.test_ratio is not None and not 0.0 <= self.test_ratio < 1.0:
+            raise ValueError(f"--test_ratio must be in [0, 1), got {self.test_ratio}")
+        if self.max_eval_examples is not None and self.max_eval_examples < 1:
+            raise ValueError(f"--max_eval_examples must be >= 1, got {self.max_eval_examples}")
+        if self.dataset_streaming:
+            raise ValueError(
+                "--dataset_streaming is not supported: notes are deduplicated over the whole dataset"
+            )
+
+
+# Every YAML under recipes/*/pretrain/ and recipes/*/sft/ parses into exactly these classes.
+RECIPE_CLASSES = (TrainScriptArguments, SFTConfig, ModelConfig)
+
+
+@dataclass
+class MergeArguments:
+    """Options of ``scripts/merge_adapter.py``."""
+
+    adapter_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder (or Hub id) of a LoRA adapter written by scripts/sft.py --use_peft."},
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Folder to write the merged full model to."}
+    )
+    base_model: str | None = field(
+        default=None,
+        metadata={"help": "Base model to merge into. Default: the adapter's base_model_name_or_path."},
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "dtype the base model is loaded and saved in.",
+            "choices": ["auto", "bfloat16", "float16", "float32"],
+        },
+    )
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the merged model folder to the Hub."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub model repository, e.g. user/name."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "Push to a private repository."})
+
+    def __post_init__(self) -> None:
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id")
