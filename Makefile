@@ -75,3 +75,82 @@ answers: $(STAMP)  ## questions -> answers, filters, train/test by patient (teac
 mimic: $(STAMP)  ## MIMIC-III NOTEEVENTS.csv (INPUT=...) -> private notes folder with de-id tags
 	$(PY) scripts/prepare_mimic.py --config $(DATA_RECIPE) $(DATA_FLAGS)
 # --- end of data stages ---
+
+# --- evaluation ---
+# generate: MODEL (path, Hub id, or served name with BASE_URL) answers INPUT (evaluation set) into OUTPUT.
+# judge:    the judge MODEL at BASE_URL grades INPUT (answers folders, space-separated) into OUTPUT (report).
+# evaluate: both in a row; OUTPUT is a root (answers in OUTPUT/answers, report in OUTPUT/report) and the
+#           judge is JUDGE_MODEL at JUDGE_BASE_URL (default: the recipe's).
+# Unset variables fall back to recipes/$(RECIPE)/eval.yaml; ARGS passes any other flag.
+EVAL_RECIPE = recipes/$(RECIPE)/eval.yaml
+EVAL_ROOT = $(or $(OUTPUT),outputs/$(RECIPE)/eval)
+JUDGE_MODEL ?=
+JUDGE_BASE_URL ?=
+PORT ?= 8000
+DEVICE ?= cpu
+
+.PHONY: generate judge evaluate serve-model
+
+generate: $(STAMP)  ## answers of MODEL on INPUT into OUTPUT (BASE_URL: an OpenAI-compatible endpoint)
+	$(PY) scripts/generate.py --config $(EVAL_RECIPE) --output_dir $(or $(OUTPUT),$(EVAL_ROOT)/answers) \
+		$(if $(MODEL),--model $(MODEL)) $(if $(INPUT),--input $(INPUT)) \
+		$(if $(BASE_URL),--backend openai --base_url $(BASE_URL)) $(ARGS)
+
+judge: $(STAMP)  ## judge MODEL at BASE_URL grades answers folders INPUT; report, plots in OUTPUT
+	$(PY) scripts/judge.py --config $(EVAL_RECIPE) --inputs $(or $(INPUT),$(EVAL_ROOT)/answers) \
+		--output_dir $(or $(OUTPUT),$(EVAL_ROOT)/report) \
+		$(if $(MODEL),--judge_model $(MODEL)) $(if $(BASE_URL),--judge_base_url $(BASE_URL)) $(ARGS)
+
+evaluate: $(STAMP)  ## generate then judge: OUTPUT/answers, OUTPUT/report (judge: JUDGE_MODEL, JUDGE_BASE_URL)
+	$(MAKE) generate OUTPUT=$(EVAL_ROOT)/answers
+	$(MAKE) judge INPUT=$(EVAL_ROOT)/answers OUTPUT=$(EVAL_ROOT)/report MODEL=$(JUDGE_MODEL) BASE_URL=$(JUDGE_BASE_URL)
+
+serve-model: $(STAMP)  ## serve MODEL over the OpenAI API on 127.0.0.1:PORT (transformers serve)
+	$(VENV)/bin/transformers serve --host 127.0.0.1 --port $(PORT) --device $(DEVICE) $(MODEL)
+# --- end evaluation ---
+
+# --- training ---
+# pretrain / sft read recipes/$(RECIPE)/{pretrain,sft}/config_$(CONFIG).yaml (CONFIG: full, lora, qlora).
+# NUM_PROCESSES=1 runs plain python; more runs `accelerate launch` with ACCELERATE_CONFIG:
+# accelerate_configs/fsdp.yaml (full fine-tuning of real models), ddp.yaml (LoRA), deepspeed_zero3.yaml,
+# or cpu_ddp.yaml (2 CPU processes, no GPU). MODEL / INPUT / OUTPUT override the recipe's
+# model_name_or_path / dataset_name / output_dir; ARGS passes any other flag. e.g.
+#   make tiny-model pretrain sft                       (the CPU demo, a few minutes)
+#   make sft CONFIG=lora && make merge ADAPTER=outputs/tiny-sft-lora
+#   make pretrain RECIPE=asclepius-llama2-7b NUM_PROCESSES=8 ACCELERATE_CONFIG=accelerate_configs/fsdp.yaml
+CONFIG ?= full
+ADAPTER ?=
+CPU_LAUNCH = $(findstring cpu,$(ACCELERATE_CONFIG))
+TRAIN_LAUNCH = $(if $(filter 1,$(NUM_PROCESSES)),$(PY),$(VENV)/bin/accelerate launch \
+	--config_file $(ACCELERATE_CONFIG) --num_processes $(NUM_PROCESSES) \
+	$(if $(CPU_LAUNCH),--num_cpu_threads_per_process 1))
+# On CPU the processes only form a group (gloo) when the Trainer is told to use the CPU.
+TRAIN_FLAGS = $(if $(and $(CPU_LAUNCH),$(filter-out 1,$(NUM_PROCESSES))),--use_cpu true) \
+	$(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(INPUT),--dataset_name $(INPUT)) \
+	$(if $(OUTPUT),--output_dir $(OUTPUT)) $(ARGS)
+
+.PHONY: pretrain sft merge
+
+pretrain: $(STAMP)  ## continued pretraining on notes: recipes/RECIPE/pretrain/config_full.yaml
+	$(TRAIN_LAUNCH) scripts/pretrain.py --config recipes/$(RECIPE)/pretrain/config_full.yaml $(TRAIN_FLAGS)
+
+sft: $(STAMP)  ## instruction tuning: recipes/RECIPE/sft/config_CONFIG.yaml (CONFIG=full|lora|qlora)
+	$(TRAIN_LAUNCH) scripts/sft.py --config recipes/$(RECIPE)/sft/config_$(CONFIG).yaml $(TRAIN_FLAGS)
+
+merge: $(STAMP)  ## merge a LoRA adapter into its base: ADAPTER=folder [OUTPUT=folder, default ADAPTER-merged]
+	@test -n "$(ADAPTER)" || { echo "usage: make merge ADAPTER=outputs/tiny-sft-lora [OUTPUT=...]"; exit 2; }
+	$(PY) scripts/merge_adapter.py --adapter_dir $(ADAPTER) --output_dir $(or $(OUTPUT),$(ADAPTER)-merged) $(ARGS)
+
+check-recipes: $(STAMP)  ## parse every YAML under recipes/ into its config classes (no unknown keys)
+	$(PY) -m asclepius.recipes
+# --- end training ---
+
+# --- demo ---
+DEMO_OUTPUT ?= outputs/demo
+.PHONY: demo bench
+demo: $(STAMP)  ## every stage end to end, offline, on the tiny model (outputs/demo; reruns resume)
+	$(PY) scripts/demo.py --output_dir $(DEMO_OUTPUT) $(ARGS)
+
+bench: $(STAMP)  ## run bench/*.py and rewrite the results table in BENCHMARKS.md
+	$(PY) bench/run_all.py $(ARGS)
+# --- end demo ---
