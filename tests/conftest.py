@@ -20,3 +20,70 @@ def tiny_model_path(tmp_path_factory):
     from asclepius.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
+
+
+@pytest.fixture
+def make_engine(tmp_path):
+    """Engine factory for tests against a local server: make_engine(base_url, **EngineArguments fields).
+
+    Generous limits, no progress bar, fast retry backoff; the ledger lives in tmp_path
+    (pass ledger=... to share one between runs).
+    """
+    from asclepius.engine import Engine, EngineArguments
+
+    def make(base_url, *, ledger=None, default_max_tokens=256, **fields):
+        defaults = dict(model="test-model", show_progress=False, request_timeout=5.0)
+        defaults.update(max_requests_per_minute=60_000.0, max_tokens_per_minute=1e9)
+        args = EngineArguments(base_url=base_url, **{**defaults, **fields})
+        engine = Engine(args, ledger or tmp_path / "ledger.sqlite", default_max_tokens=default_max_tokens)
+        engine.backoff_base = 0.02
+        return engine
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_serve(request, tmp_path_factory):
+    """`transformers serve` on the tiny model in a subprocess: yields (base_url, model_path)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    pytest.importorskip("asclepius.tiny")
+    model_path = str(request.getfixturevalue("tiny_model_path"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_path = tmp_path_factory.mktemp("tiny-serve") / "serve.log"
+    command = [str(Path(sys.executable).with_name("transformers")), "serve", "--host", "127.0.0.1",
+               "--port", str(port), "--device", "cpu", model_path]  # fmt: skip
+    with log_path.open("w") as log:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def fail(why: str) -> None:
+        pytest.fail(f"transformers serve {why}:\n{log_path.read_text()[-2000:]}")
+
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                fail(f"exited with {process.returncode}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    fail("not healthy after 180 s")
+                time.sleep(0.25)
+        yield f"http://127.0.0.1:{port}/v1", model_path
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,255 @@
+"""Request engine: throughput at a server's rate limit, 429 share, memory vs request count.
+
+Against the bundled OpenAI-compatible test server (subprocess) enforcing 600 requests per
+minute per second (a bucket of 10, refilled continuously) with 200 ms latency:
+
+- the engine sends N requests (2,000; --quick 300), paced to the same 600 RPM;
+- at the same time, against a second identical server, a baseline written like the
+  classic openai-cookbook parallel processor: it starts with a full minute of capacity
+  (so it bursts), retries failures up to 5 times, and pauses 15 s after any 429. It runs
+  for as long as the engine needs (it would take far longer to finish) and its rate is
+  what it completed in that time.
+
+Figures: achieved / limit throughput (goal >= 0.95) and the share of responses that were
+429 (goal <= 1%), engine vs baseline. Then, in child processes running in parallel with
+the above (and each other), the tracemalloc peak of an engine run of 20,000 requests vs 2,000 (--quick
+5,000 vs 500) against an unlimited server with no latency (goal: within 1.2x).
+
+    python bench/request_engine.py            # ~5-6 minutes (2,000 requests at 600 RPM take 200 s)
+    python bench/request_engine.py --quick    # ~1 minute
+
+Prints one ``BENCH_RESULT {json}`` line per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # runnable from a checkout without installing
+
+from asclepius.engine import Engine, EngineArguments, Request, run_requests  # noqa: E402
+from asclepius.engine.request import estimate_prompt_tokens  # noqa: E402
+from asclepius.testing.openai_server import serve_in_subprocess  # noqa: E402
+
+LIMIT_RPM, LATENCY, MAX_TOKENS = 600, 0.2, 64
+THROUGHPUT_GOAL, SHARE_429_GOAL, MEMORY_GOAL = 0.95, 0.01, 1.2
+
+
+def requests(n: int, tag: str):
+    for i in range(n):
+        yield Request([{"role": "user", "content": f"{tag} question {i}: summarise the discharge note."}])
+
+
+def server_stats(base_url: str) -> collections.Counter:
+    with urllib.request.urlopen(base_url.replace("/v1", "/billing"), timeout=30) as response:
+        return collections.Counter(json.loads(response.read())["stats"])
+
+
+async def engine_run(base_url: str, n: int, ledger: Path) -> dict:
+    args = EngineArguments(
+        base_url=base_url,
+        model="bench",
+        max_requests_per_minute=LIMIT_RPM,
+        max_tokens_per_minute=1e9,  # only the request limit binds in this benchmark
+        max_concurrency=64,
+        show_progress=False,
+    )
+    engine = Engine(args, ledger, default_max_tokens=MAX_TOKENS, description="engine")
+    try:
+        ok = sum([result.ok async for result in engine.stream(requests(n, "engine"), total=n)])
+    finally:
+        await engine.aclose()
+    return {"ok": ok, "elapsed": engine.summary.elapsed}
+
+
+async def cookbook_baseline(base_url: str, n: int, seconds: float) -> dict:
+    """The openai-cookbook api_request_parallel_processor.py loop, compactly.
+
+    Capacity starts at a full minute and refills continuously up to a minute's worth;
+    a request goes whenever capacity allows; failures are retried (5 attempts); after
+    any 429 nobody starts for 15 s. Stopped after `seconds`.
+    """
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=0, timeout=60)
+    pending, retries = requests(n, "baseline"), collections.deque()
+    capacity_requests, capacity_tokens, tpm = float(LIMIT_RPM), 1e9, 1e9
+    state = {"ok": 0, "failed": 0, "last_429": -1e9}
+    tasks: set[asyncio.Task] = set()
+
+    async def call(request: Request, attempts_left: int) -> None:
+        try:
+            await client.chat.completions.create(
+                model="bench", messages=request.messages, max_tokens=MAX_TOKENS
+            )
+            state["ok"] += 1
+        except openai.APIError as error:
+            if isinstance(error, openai.RateLimitError):
+                state["last_429"] = time.monotonic()
+            if attempts_left > 1:
+                retries.append((request, attempts_left - 1))
+            else:
+                state["failed"] += 1
+
+    start = last = time.monotonic()
+    job = None
+    while time.monotonic() - start < seconds:
+        if job is None:
+            job = retries.popleft() if retries else next(((r, 5) for r in pending), None)
+        if job is None and not tasks:
+            break
+        now = time.monotonic()
+        capacity_requests = min(LIMIT_RPM, capacity_requests + LIMIT_RPM * (now - last) / 60)
+        capacity_tokens = min(tpm, capacity_tokens + tpm * (now - last) / 60)
+        last = now
+        cost = estimate_prompt_tokens(job[0].messages) + MAX_TOKENS if job else 0
+        if job is not None and capacity_requests >= 1 and capacity_tokens >= cost:
+            capacity_requests, capacity_tokens = capacity_requests - 1, capacity_tokens - cost
+            task = asyncio.create_task(call(*job))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            job = None
+        await asyncio.sleep(0.001)
+        since_429 = time.monotonic() - state["last_429"]
+        if since_429 < 15:
+            await asyncio.sleep(min(15 - since_429, max(0.0, seconds - (time.monotonic() - start))))
+    elapsed = time.monotonic() - start
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await client.close()
+    return {"ok": state["ok"], "elapsed": elapsed}
+
+
+async def throughput(n: int, tmp: Path) -> tuple[dict, dict]:
+    options = dict(requests_per_minute=LIMIT_RPM, latency=LATENCY)
+    with serve_in_subprocess(**options) as engine_url, serve_in_subprocess(**options) as baseline_url:
+        expected = n / LIMIT_RPM * 60
+        engine, baseline = await asyncio.gather(
+            engine_run(engine_url, n, tmp / "ledger.sqlite"), cookbook_baseline(baseline_url, n, expected)
+        )
+        for result, url in ((engine, engine_url), (baseline, baseline_url)):
+            stats = server_stats(url)
+            result["share_429"] = stats["429"] / max(1, sum(stats.values()))
+            result["achieved"] = result["ok"] / result["elapsed"] * 60 / LIMIT_RPM
+    return engine, baseline
+
+
+def memory_run(n: int) -> None:
+    """Child process: tracemalloc peak of one engine run of n requests (prints MEMORY {json})."""
+    logging.disable(logging.INFO)
+    with serve_in_subprocess() as base_url, tempfile.TemporaryDirectory() as tmp:
+
+        def engine(name: str) -> Engine:
+            args = EngineArguments(
+                base_url=base_url,
+                model="bench",
+                max_requests_per_minute=1e9,
+                max_tokens_per_minute=1e12,
+                max_concurrency=16,
+                show_progress=False,
+            )
+            return Engine(args, Path(tmp) / name, default_max_tokens=MAX_TOKENS)
+
+        run_requests(engine("warmup.sqlite"), requests(50, "warmup"), lambda r: None)  # imports, first client
+        count = [0]
+        engine_ = engine("ledger.sqlite")
+        tracemalloc.start()
+        start = time.monotonic()
+        run_requests(engine_, requests(n, "memory"), lambda r: count.__setitem__(0, count[0] + 1))
+        elapsed = time.monotonic() - start
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    print("MEMORY " + json.dumps({"n": n, "results": count[0], "peak": peak, "elapsed": elapsed}), flush=True)
+
+
+def measure_memory(n: int, out: dict) -> None:
+    """Each size in its own process: a fresh interpreter, so neither peak includes the other."""
+    process = subprocess.run(
+        [sys.executable, __file__, "--memory-run", str(n)], capture_output=True, text=True, check=True
+    )
+    line = next(line for line in process.stdout.splitlines() if line.startswith("MEMORY "))
+    out[n] = json.loads(line[len("MEMORY ") :])
+    print(
+        f"memory: {n:,} requests, peak {out[n]['peak'] / 1e6:.2f} MB ({out[n]['elapsed']:.0f} s)", flush=True
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    parser.add_argument("--memory-run", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_run is not None:
+        memory_run(args.memory_run)
+        return 0
+    logging.basicConfig(level=logging.WARNING)
+    n = 300 if args.quick else 2000
+    sizes = [500, 5000] if args.quick else [2000, 20000]
+
+    # The memory runs are CPU-bound (tracemalloc slows Python ~4x) and the throughput runs
+    # are paced (200 s for 2,000 requests, mostly waiting): overlap them all.
+    memory: dict = {}
+    memory_threads = [threading.Thread(target=measure_memory, args=(size, memory)) for size in sizes]
+    for thread in memory_threads:
+        thread.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        engine, baseline = asyncio.run(throughput(n, Path(tmp)))
+    for name, result in (("engine", engine), ("cookbook baseline", baseline)):
+        print(
+            f"{name}: {result['ok']:,} ok in {result['elapsed']:.1f} s = {result['achieved']:.3f} of {LIMIT_RPM} RPM, "
+            f"{result['share_429']:.1%} of responses 429",
+            flush=True,
+        )
+    for thread in memory_threads:
+        thread.join()
+
+    small, large = memory[sizes[0]], memory[sizes[1]]
+    figures = [
+        {
+            "name": f"request engine achieved/limit throughput, {n:,} requests, test server at {LIMIT_RPM} RPM "
+            f"(per second), {LATENCY * 1000:.0f} ms latency; baseline = cookbook parallel processor",
+            "value": round(engine["achieved"], 3),
+            "baseline": round(baseline["achieved"], 3),
+            "ratio": round(engine["achieved"] / max(baseline["achieved"], 1e-9), 2),
+            "goal": f">= {THROUGHPUT_GOAL}",
+            "met": engine["achieved"] >= THROUGHPUT_GOAL,
+        },
+        {
+            "name": "request engine share of responses that were 429, same runs",
+            "value": round(engine["share_429"], 4),
+            "baseline": round(baseline["share_429"], 4),
+            "ratio": round(engine["share_429"] / max(baseline["share_429"], 1e-9), 4),
+            "goal": f"<= {SHARE_429_GOAL:.0%}",
+            "met": engine["share_429"] <= SHARE_429_GOAL,
+        },
+        {
+            "name": f"request engine tracemalloc peak (MB), {sizes[1]:,} requests vs {sizes[0]:,} (baseline), "
+            "unlimited server, 0 latency, concurrency 16",
+            "value": round(large["peak"] / 1e6, 2),
+            "baseline": round(small["peak"] / 1e6, 2),
+            "ratio": round(large["peak"] / small["peak"], 3),
+            "goal": f"<= {MEMORY_GOAL}x",
+            "met": large["peak"] / small["peak"] <= MEMORY_GOAL and large["results"] == sizes[1],
+        },
+    ]
+    for figure in figures:
+        print("BENCH_RESULT " + json.dumps(figure), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""What goes in (Request) and comes out (Result) of the engine, and the content key.
+
+The key is a hash of exactly what determines the answer (model, messages, sampling
+parameters), so a rerun with the same inputs finds its answers in the ledger whatever
+order the requests come in. Metadata is the caller's bookkeeping and is not hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Request:
+    messages: list[dict[str, str]]
+    # Passed through untouched to the Result; NOT part of the key.
+    metadata: dict = field(default_factory=dict)
+    max_tokens: int | None = None
+    temperature: float | None = None
+    # Stable logical key: a DONE ledger row with this resume_key is reused even when the
+    # messages differ (prompts built from a pool that grows in completion order).
+    resume_key: str | None = None
+
+
+@dataclass
+class Result:
+    request: Request
+    key: str  # request_key of what was sent; for a resume_key reuse, the key of the reused answer
+    ok: bool  # answered: finish_reason stop (or length unless fail_on_length)
+    content: str | None
+    finish_reason: str | None
+    usage: dict  # {"prompt_tokens": int, "completion_tokens": int}
+    error: (
+        str | None
+    )  # why it failed for good: "content_filter", "length", "http 400: ...", "max_attempts: ..."
+    attempts: int
+    from_ledger: bool  # served without a call (ledger, or a duplicate of a request in this run)
+
+
+def request_key(model: str, messages: list[dict[str, Any]], **sampling: Any) -> str:
+    """sha256 of the canonical JSON of (model, messages, sampling params); None params are dropped."""
+    payload = {"model": model, "messages": messages, **{k: v for k, v in sampling.items() if v is not None}}
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """~4 characters per token plus a few per message for the chat format.
+
+    Deliberately tokenizer-free: tiktoken downloads its vocabulary, and the pacer only
+    needs an estimate that `usage` corrects after the call.
+    """
+    chars = sum(len(str(m.get("content") or "")) + len(str(m.get("role", ""))) for m in messages)
+    return chars // 4 + 4 * len(messages) + 3

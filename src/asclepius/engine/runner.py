@@ -1,0 +1,379 @@
+"""The engine: stream requests through ledger, pacer and client, yield results.
+
+Flow of one request: pulled from the input only when a slot is free -> served from the
+ledger if it holds the answer -> joined to an identical request already in flight ->
+otherwise paced, sent, retried as needed, COMMITTED to the ledger, then yielded.
+
+A slot is held from pulling a request until its result has been consumed, so at most
+`max_concurrency` requests exist at once (memory does not grow with the input) and a
+generator sees the effect of every result consumed before it is asked for more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from pathlib import Path
+
+from asclepius.engine.client import CallError, Secret, build_client, complete, read_api_key
+from asclepius.engine.config import EngineArguments
+from asclepius.engine.ledger import Entry, Ledger
+from asclepius.engine.pacing import Pacer
+from asclepius.engine.progress import EngineSummary, Progress
+from asclepius.engine.request import Request, Result, estimate_prompt_tokens, request_key
+
+logger = logging.getLogger("asclepius.engine")
+
+_END = object()
+_MAX_LOGGED_FAILURES = 10
+
+
+class _Crash:
+    """Carries an exception from a background task to the consumer."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _first(*values):
+    return next(v for v in values if v is not None)
+
+
+class Engine:
+    def __init__(
+        self,
+        args: EngineArguments,
+        ledger_path: str | os.PathLike,
+        *,
+        default_temperature: float = 1.0,
+        default_max_tokens: int = 1024,
+        description: str = "requests",
+    ):
+        self.args = args
+        self.ledger_path = Path(ledger_path)
+        self.default_temperature = default_temperature
+        self.default_max_tokens = default_max_tokens
+        self.description = description
+        self.summary = EngineSummary(description=description, dry_run=args.dry_run)
+        # httpx logs every request at INFO, which buries the progress bar and the summary
+        # under a line per call; quiet it unless someone configured it on purpose.
+        for name in ("httpx", "httpx2"):
+            if logging.getLogger(name).level == logging.NOTSET:
+                logging.getLogger(name).setLevel(logging.WARNING)
+        # Read once here so a missing key fails before any work; a dry run needs none.
+        self._api_key: Secret | None = None if args.dry_run else read_api_key(args)
+        self._client = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        # Retry backoff for 5xx/timeouts: base * 2**(attempt-1), capped, half of it jittered.
+        self.backoff_base, self.backoff_cap = 0.5, 30.0
+
+    def __repr__(self) -> str:
+        return f"Engine(model={self.args.model!r}, base_url={self.args.base_url!r}, ledger={str(self.ledger_path)!r})"
+
+    def sampling(self, request: Request) -> tuple[float, int]:
+        """(temperature, max_tokens): per request, else the CLI flag, else the stage default."""
+        return (
+            _first(request.temperature, self.args.temperature, self.default_temperature),
+            _first(request.max_tokens, self.args.max_tokens, self.default_max_tokens),
+        )
+
+    def key(self, request: Request) -> str:
+        temperature, max_tokens = self.sampling(request)
+        return request_key(self.args.model, request.messages, temperature=temperature, max_tokens=max_tokens)
+
+    def client(self):
+        """The engine's one client; rebuilt only if a new event loop runs it (asyncio.run again)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client, self._client_loop = build_client(self.args, self._api_key), loop
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._client_loop is asyncio.get_running_loop():
+            await self._client.close()
+        self._client = self._client_loop = None
+
+    def reusable(self, entry: Entry | None) -> bool:
+        """Does a ledger row settle the request? Answers yes; failures unless worth resending."""
+        if entry is None:
+            return False
+        return entry.status == "done" or not (entry.transient or self.args.retry_failed)
+
+    def lookup(self, ledger: Ledger | None, request: Request, key: str) -> Entry | None:
+        if ledger is None:
+            return None
+        if request.resume_key is not None:
+            entry = ledger.get_done_by_resume_key(request.resume_key)
+            if entry is not None:
+                return entry
+        entry = ledger.get(key)
+        return entry if self.reusable(entry) else None
+
+    def to_result(self, request: Request, entry: Entry, *, from_ledger: bool) -> Result:
+        ok, error = entry.status == "done", entry.error
+        if ok and entry.finish_reason == "content_filter":
+            ok, error = False, "content_filter"
+        elif ok and entry.finish_reason == "length" and self.args.fail_on_length:
+            ok, error = False, "length"
+        return Result(
+            request=request,
+            key=entry.key,
+            ok=ok,
+            content=entry.content,
+            finish_reason=entry.finish_reason,
+            usage={"prompt_tokens": entry.prompt_tokens, "completion_tokens": entry.completion_tokens},
+            error=error,
+            attempts=entry.attempts,
+            from_ledger=from_ledger,
+        )
+
+    async def stream(
+        self, requests: Iterable[Request] | AsyncIterable[Request], *, total: int | None = None
+    ) -> AsyncIterator[Result]:
+        """Yield one Result per request, in completion order; requests are pulled lazily.
+
+        In dry_run nothing is sent and nothing is yielded: `summary` holds the counts and
+        estimated tokens/cost.
+        """
+        self.summary = EngineSummary(description=self.description, dry_run=self.args.dry_run)
+        if self.args.dry_run:
+            self._dry_run(requests)
+            return
+        run = _Run(self, total)
+        producer = asyncio.create_task(run.produce(requests))
+        try:
+            while True:
+                item = await run.results.get()
+                if item is _END:
+                    break
+                if isinstance(item, _Crash):
+                    raise item.error
+                run.progress.tick()
+                yield item
+                run.slots.release()  # only now may the input be asked for another request
+        finally:
+            await run.shutdown(producer)
+            logger.info("%s", self.summary.format())
+
+    def _dry_run(self, requests: Iterable[Request] | AsyncIterable[Request]) -> None:
+        if not isinstance(requests, Iterable):
+            raise TypeError("dry_run needs a plain iterable of requests")
+        ledger = Ledger(self.ledger_path, read_only=True) if self.ledger_path.exists() else None
+        s = self.summary
+        try:
+            for request in requests:
+                s.requested += 1
+                if self.lookup(ledger, request, self.key(request)) is not None:
+                    s.from_ledger += 1
+                    continue
+                s.to_send += 1
+                s.estimated_prompt_tokens += estimate_prompt_tokens(request.messages)
+                s.estimated_completion_tokens += self.sampling(request)[1]
+        finally:
+            if ledger is not None:
+                ledger.close()
+        s.estimated_cost = self.args.estimate_cost(s.estimated_prompt_tokens, s.estimated_completion_tokens)
+        logger.info("%s", s.format())
+
+
+class _Run:
+    """State of one stream() call: ledger, pacer, slots, in-flight requests, result queue."""
+
+    def __init__(self, engine: Engine, total: int | None):
+        args = engine.args
+        self.engine, self.args, self.summary = engine, args, engine.summary
+        self.ledger = Ledger(engine.ledger_path)
+        self.client = engine.client()
+        self.pacer = Pacer(args.max_requests_per_minute, args.max_tokens_per_minute)
+        self.slots = asyncio.Semaphore(args.max_concurrency)
+        self.results: asyncio.Queue = asyncio.Queue()  # bounded in practice by the slots
+        self.inflight: dict[str, asyncio.Future] = {}  # "k:"+key / "r:"+resume_key -> Entry future
+        self.tasks: set[asyncio.Task] = set()
+        self.progress = Progress(self.summary, total, args.show_progress)
+        self.logged_failures = 0
+
+    async def _pull(self, requests: Iterable[Request] | AsyncIterable[Request]) -> AsyncIterator[Request]:
+        """Take a slot, THEN pull the next request: the input is never read ahead."""
+        if isinstance(requests, AsyncIterable):
+            iterator = aiter(requests)
+            while True:
+                await self.slots.acquire()
+                try:
+                    yield await anext(iterator)
+                except StopAsyncIteration:
+                    return
+        else:
+            iterator = iter(requests)
+            while True:
+                await self.slots.acquire()
+                try:
+                    request = next(iterator)
+                except StopIteration:
+                    return
+                yield request
+
+    async def produce(self, requests: Iterable[Request] | AsyncIterable[Request]) -> None:
+        try:
+            async for request in self._pull(requests):
+                self.dispatch(request)
+            while self.tasks:
+                await asyncio.wait(set(self.tasks))
+            self.results.put_nowait(_END)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:  # the input raised: hand it to the consumer
+            self.results.put_nowait(_Crash(error))
+
+    def dispatch(self, request: Request) -> None:
+        engine, summary = self.engine, self.summary
+        summary.requested += 1
+        key = engine.key(request)
+        entry = engine.lookup(self.ledger, request, key)
+        if entry is not None:
+            self.emit(engine.to_result(request, entry, from_ledger=True))
+            return
+        twin = self.inflight.get("k:" + key)
+        if twin is None and request.resume_key is not None:
+            twin = self.inflight.get("r:" + request.resume_key)
+        if twin is not None:  # the same request is already on its way: send it once
+            self._spawn(self._follow(request, twin))
+            return
+        summary.sent += 1
+        future = asyncio.get_running_loop().create_future()
+        names = ["k:" + key] + (["r:" + request.resume_key] if request.resume_key is not None else [])
+        for name in names:
+            self.inflight[name] = future
+        self._spawn(self._send(request, key, future, names))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def emit(self, result: Result) -> None:
+        self.summary.record(result.ok, result.error, result.from_ledger)
+        self.results.put_nowait(result)
+
+    async def _follow(self, request: Request, twin: asyncio.Future) -> None:
+        try:
+            entry = await asyncio.shield(twin)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            return  # the sender reports the crash
+        self.emit(self.engine.to_result(request, entry, from_ledger=True))
+
+    async def _send(self, request: Request, key: str, future: asyncio.Future, names: list[str]) -> None:
+        try:
+            entry = await self._call_with_retries(request, key)
+            # Durable before anyone sees it: a crash after this line repeats nothing.
+            self.ledger.put(entry, resume_key=request.resume_key, model=self.args.model)
+            future.set_result(entry)
+            result = self.engine.to_result(request, entry, from_ledger=False)
+            if not result.ok:
+                self._log_failure(key, result.error)
+            self.emit(result)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # mark retrieved: the consumer gets it via the queue
+            self.results.put_nowait(_Crash(error))
+        finally:
+            for name in names:
+                self.inflight.pop(name, None)
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.engine.backoff_cap, self.engine.backoff_base * 2 ** (attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    async def _call_with_retries(self, request: Request, key: str) -> Entry:
+        args, summary, secret = self.args, self.summary, self.engine._api_key
+        temperature, max_tokens = self.engine.sampling(request)
+        estimate = estimate_prompt_tokens(request.messages) + max_tokens
+        reason = "no attempt"
+        for attempt in range(1, args.max_attempts + 1):
+            await self.pacer.acquire(estimate)
+            summary.calls += 1
+            summary.retried += attempt > 1
+            try:
+                answer = await complete(self.client, args.model, request.messages, temperature, max_tokens)
+            except CallError as error:
+                reason = secret.scrub(error.reason)
+                if not error.retryable:
+                    return Entry(key, "failed", None, None, 0, 0, reason, False, attempt)
+                if error.rate_limited:
+                    summary.rate_limited += 1
+                delay = error.retry_after if error.retry_after is not None else self._backoff(attempt)
+                logger.debug(
+                    "attempt %d of %s failed (%s); retrying in %.2fs", attempt, key[:12], reason, delay
+                )
+                if error.rate_limited or error.retry_after is not None:
+                    self.pacer.on_rate_limited(delay)  # everyone waits for the reset, not just us
+                elif attempt < args.max_attempts:
+                    await asyncio.sleep(delay)
+                continue
+            self.pacer.settle(estimate, answer.prompt_tokens + answer.completion_tokens)
+            summary.prompt_tokens += answer.prompt_tokens
+            summary.completion_tokens += answer.completion_tokens
+            return Entry(
+                key,
+                "done",
+                answer.content,
+                answer.finish_reason,
+                answer.prompt_tokens,
+                answer.completion_tokens,
+                None,
+                False,
+                attempt,
+            )
+        return Entry(key, "failed", None, None, 0, 0, f"max_attempts: {reason}", True, args.max_attempts)
+
+    def _log_failure(self, key: str, error: str | None) -> None:
+        self.logged_failures += 1
+        if self.logged_failures <= _MAX_LOGGED_FAILURES:
+            logger.warning("request %s failed: %s", key[:12], error)
+        elif self.logged_failures == _MAX_LOGGED_FAILURES + 1:
+            logger.warning("more failures: see the summary and the ledger")
+
+    async def shutdown(self, producer: asyncio.Task) -> None:
+        producer.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(producer, *self.tasks, return_exceptions=True)
+        self.summary.elapsed = self.progress.elapsed()
+        self.summary.estimated_cost = self.args.estimate_cost(
+            self.summary.prompt_tokens, self.summary.completion_tokens
+        )
+        self.progress.close()
+        self.ledger.close()
+
+
+def run_requests(
+    engine: Engine,
+    requests: Iterable[Request] | AsyncIterable[Request],
+    on_result: Callable[[Result], None],
+    *,
+    total: int | None = None,
+) -> EngineSummary:
+    """Sync convenience for scripts: run `engine.stream`, call `on_result` on each result.
+
+    Returns the summary (also logged). Not for use inside a running event loop (a
+    notebook): iterate `engine.stream(...)` there instead.
+    """
+
+    async def main() -> None:
+        try:
+            async with contextlib.aclosing(engine.stream(requests, total=total)) as results:
+                async for result in results:
+                    on_result(result)
+        finally:
+            await engine.aclose()
+
+    asyncio.run(main())
+    return engine.summary

@@ -1,0 +1,512 @@
+"""A small real HTTP server speaking the OpenAI chat-completions wire protocol, for tests.
+
+It enforces requests- and tokens-per-minute limits the way providers do (a bucket of one
+second's capacity, refilled continuously, 429 with retry-after-ms / retry-after /
+x-ratelimit-* headers), injects faults at configurable rates (429, 500, hangs, malformed
+bodies, content_filter, length), answers through a pluggable `responder(request_json) ->
+str` and keeps a billing log of every completed answer, so tests can assert that nothing
+was paid for twice.
+
+In a test (background thread):
+
+    with OpenAIServer(requests_per_minute=600, latency=0.2, rate_500=0.05) as server:
+        args = EngineArguments(base_url=server.base_url, ...)
+        ...
+        assert not server.billing.double_billed()
+
+As a subprocess (prints its port on the first line of stdout):
+
+    python -m asclepius.testing.openai_server --port 0 --requests-per-minute 600 --latency 0.2 \
+        --billing-log billing.json
+
+Endpoints: POST /v1/chat/completions (non-streaming; any path ending in /chat/completions,
+so Azure-style deployment URLs work too), GET /v1/models, GET /health, and GET /billing
+(this server only: the billing log and status counts as JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import importlib
+import json
+import math
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+Responder = Callable[[dict], str]
+
+_WORDS = (
+    "patient presents with stable vitals and no acute distress follow up in two weeks "
+    "review labs continue current medication monitor symptoms advise rest hydration"
+).split()
+
+
+def messages_hash(messages: list[dict]) -> str:
+    """What the billing log records per request: sha256 of the canonical JSON of the messages."""
+    return hashlib.sha256(json.dumps(messages, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def count_tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def default_responder(body: dict) -> str:
+    """Deterministic per request (same messages -> same text), different across requests."""
+    digest = messages_hash(body.get("messages", []))
+    rng = random.Random(digest)
+    return f"[{digest[:12]}] " + " ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 25)))
+
+
+def format_duration(seconds: float) -> str:
+    """OpenAI's x-ratelimit-reset-* style: "20ms", "1s", "6m0s"."""
+    if seconds < 1:
+        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:.0f}s" if minutes else f"{rest:.3g}s"
+
+
+class Bucket:
+    """Token bucket holding one second of a per-minute limit, refilled continuously."""
+
+    def __init__(self, per_minute: float):
+        self.limit = per_minute
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate)
+        self.level, self.updated = self.capacity, time.monotonic()
+
+    def _refill(self, now: float) -> None:
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def wait(self, cost: float, now: float) -> float:
+        """Seconds until `cost` fits (0 = now). A cost above capacity fits a full bucket."""
+        self._refill(now)
+        need = min(cost, self.capacity) - self.level
+        return max(0.0, need / self.rate)
+
+    def take(self, cost: float) -> None:
+        self.level -= cost  # may go negative: a big request is paid off by later refills
+
+    def give_back(self, cost: float) -> None:
+        self.level = min(self.capacity, self.level + cost)
+
+    def headers(self, kind: str, now: float) -> dict[str, str]:
+        self._refill(now)
+        return {
+            f"x-ratelimit-limit-{kind}": f"{self.limit:g}",
+            f"x-ratelimit-remaining-{kind}": str(max(0, int(self.level))),
+            f"x-ratelimit-reset-{kind}": format_duration((self.capacity - self.level) / self.rate),
+        }
+
+
+class BillingLog:
+    """Thread-safe record of every completed (200, full body written) answer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[dict[str, Any]] = []
+
+    def add(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._records.append(record)
+
+    def records(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._records)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+    def counts(self) -> Counter:
+        """messages hash -> times billed."""
+        return Counter(r["hash"] for r in self.records())
+
+    def double_billed(self) -> dict[str, int]:
+        return {h: n for h, n in self.counts().items() if n > 1}
+
+    def dump(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.records()))
+
+    @staticmethod
+    def load(path: str | Path) -> list[dict[str, Any]]:
+        return json.loads(Path(path).read_text())
+
+
+class OpenAIServer:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        latency: float = 0.0,
+        latency_jitter: float = 0.0,
+        rate_429: float = 0.0,
+        rate_500: float = 0.0,
+        rate_hang: float = 0.0,
+        rate_malformed: float = 0.0,
+        rate_content_filter: float = 0.0,
+        rate_length: float = 0.0,
+        hang_seconds: float = 30.0,
+        injected_retry_after_ms: int = 100,
+        reject: Callable[[dict], bool] | None = None,
+        responder: Responder | None = None,
+        api_key: str | None = None,
+        seed: int = 0,
+    ):
+        """Limits are per minute, enforced per second; rates are probabilities per request.
+
+        reject(body) -> True answers 400 (never retryable); responder(body) -> assistant
+        text (an exception in it answers 500); api_key set -> other bearer tokens get 401.
+        """
+        self.requests = Bucket(requests_per_minute) if requests_per_minute else None
+        self.tokens = Bucket(tokens_per_minute) if tokens_per_minute else None
+        self.latency, self.latency_jitter = latency, latency_jitter
+        self.faults = {
+            "429": rate_429,
+            "500": rate_500,
+            "hang": rate_hang,
+            "malformed": rate_malformed,
+            "content_filter": rate_content_filter,
+            "length": rate_length,
+        }
+        self.hang_seconds = hang_seconds
+        self.injected_retry_after_ms = injected_retry_after_ms
+        self.reject, self.responder = reject, responder or default_responder
+        self.api_key = api_key
+        self.billing = BillingLog()
+        self.stats: Counter = Counter()  # outcome -> count ("200", "429", "hang", ...)
+        self.attempts: Counter = Counter()  # messages hash -> POSTs received
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self._httpd = ThreadingHTTPServer((host, port), _Handler, bind_and_activate=False)
+        self._httpd.daemon_threads = True  # hung handlers must not keep the process alive
+        self._httpd.block_on_close = False
+        self._httpd.request_queue_size = 1024  # hundreds of clients connect at once
+        self._httpd.allow_reuse_address = True
+        self._httpd.server_bind()
+        self._httpd.server_activate()
+        self._httpd.app = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> OpenAIServer:
+        # A short poll interval: stop() (hence every `with` block in tests) returns quickly.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="openai-test-server", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> OpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _count(self, outcome: str) -> None:
+        with self._lock:
+            self.stats[outcome] += 1
+
+    def _fault(self) -> str | None:
+        with self._lock:
+            roll = self._rng.random()
+        for name, rate in self.faults.items():
+            if roll < rate:
+                return name
+            roll -= rate
+        return None
+
+    def _admit(self, cost_tokens: int) -> tuple[float, dict[str, str]]:
+        """Charge the limits, or return how long to wait; plus the x-ratelimit-* headers."""
+        with self._lock:
+            now = time.monotonic()
+            buckets = [
+                (b, c, k)
+                for b, c, k in ((self.requests, 1, "requests"), (self.tokens, cost_tokens, "tokens"))
+                if b
+            ]
+            wait = max((b.wait(c, now) for b, c, _ in buckets), default=0.0)
+            if wait == 0:
+                for bucket, cost, _ in buckets:
+                    bucket.take(cost)
+            headers: dict[str, str] = {}
+            for bucket, _, kind in buckets:
+                headers.update(bucket.headers(kind, now))
+            return wait, headers
+
+    def handle_chat(self, body: dict, authorization: str | None) -> tuple[int, dict[str, str], Any, str]:
+        """Decide the reply: (status, headers, payload or raw bytes, outcome). May sleep."""
+        if self.api_key is not None and authorization != f"Bearer {self.api_key}":
+            # Echoes what it got, as some providers do: clients must scrub it from errors.
+            token = (authorization or "").removeprefix("Bearer ")
+            return 401, {}, _error(f"Incorrect API key provided: {token}.", "invalid_api_key"), "401"
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return 400, {}, _error("'messages' must be a non-empty list.", "invalid_request_error"), "400"
+        digest = messages_hash(messages)
+        with self._lock:
+            self.attempts[digest] += 1
+        if self.reject is not None and self.reject(body):
+            return (
+                400,
+                {},
+                _error("This request was rejected by the test server.", "invalid_request_error"),
+                "400",
+            )
+        prompt_tokens = sum(count_tokens(str(m.get("content") or "")) for m in messages)
+        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
+        wait, headers = self._admit(prompt_tokens + max_tokens)
+        if wait > 0:
+            headers |= {
+                "retry-after-ms": str(math.ceil(wait * 1000)),
+                "retry-after": str(max(1, math.ceil(wait))),
+            }
+            return 429, headers, _error("Rate limit reached, try again later.", "rate_limit_exceeded"), "429"
+        fault = self._fault()
+        if fault == "429":
+            headers |= {"retry-after-ms": str(self.injected_retry_after_ms), "retry-after": "1"}
+            return 429, headers, _error("Injected rate limit.", "rate_limit_exceeded"), "429"
+        if fault == "hang":
+            self._count("hang")  # now, not when the sleep ends: tests look while it hangs
+            time.sleep(self.hang_seconds)
+            return 0, {}, None, ""
+        time.sleep(self.latency + (self._rng.random() * self.latency_jitter if self.latency_jitter else 0.0))
+        if fault == "500":
+            return 500, {}, _error("Injected server error.", "server_error"), "500"
+        try:
+            text = self.responder(body)
+        except Exception as error:  # a scripted responder can fail on purpose
+            return 500, {}, _error(f"responder failed: {error}", "server_error"), "500"
+        finish_reason = "stop"
+        if fault == "length" or count_tokens(text) > max_tokens:
+            text, finish_reason = text[: min(len(text) // 2, max_tokens * 4)], "length"
+        if fault == "content_filter":
+            text, finish_reason = None, "content_filter"
+        completion_tokens = count_tokens(text) if text else 0
+        if self.tokens is not None:
+            with self._lock:  # charged prompt + max_tokens up front; return what was not generated
+                self.tokens.give_back(max(0, max_tokens - completion_tokens))
+        payload = {
+            "id": f"chatcmpl-{digest[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "test-model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        if fault == "malformed":
+            raw = json.dumps(payload).encode()
+            # Alternately a body cut mid-JSON and a well-formed body without choices.
+            broken = raw[: len(raw) // 2] if self._rng.random() < 0.5 else b'{"object": "chat.completion"}'
+            return 200, headers, broken, "malformed"
+        bill = {
+            "hash": digest,
+            "model": payload["model"],
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "max_tokens": max_tokens,
+            "temperature": body.get("temperature"),
+            "time": time.time(),
+        }
+        return 200, headers, (payload, bill), "200"
+
+
+def _error(message: str, code: str) -> dict:
+    return {"error": {"message": message, "type": code, "param": None, "code": code}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections like the real API
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms ACK stall
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read their own output
+        pass
+
+    def _send(self, status: int, headers: dict[str, str], body: bytes) -> bool:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            return True
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout, killed)
+            self.close_connection = True
+            return False
+
+    def do_GET(self) -> None:
+        app: OpenAIServer = self.server.app
+        if self.path in ("/health", "/v1/health"):
+            self._send(200, {}, b'{"status": "ok"}')
+        elif self.path in ("/v1/models", "/models"):
+            self._send(
+                200,
+                {},
+                json.dumps({"object": "list", "data": [{"id": "test-model", "object": "model"}]}).encode(),
+            )
+        elif self.path == "/billing":
+            with app._lock:
+                stats = dict(app.stats)
+            self._send(200, {}, json.dumps({"records": app.billing.records(), "stats": stats}).encode())
+        else:
+            self._send(404, {}, json.dumps(_error(f"no route {self.path}", "not_found")).encode())
+
+    def do_POST(self) -> None:
+        app: OpenAIServer = self.server.app
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        # Any prefix: Azure clients post to /openai/deployments/<name>/chat/completions?api-version=...
+        if not self.path.split("?", 1)[0].endswith("/chat/completions"):
+            self._send(404, {}, json.dumps(_error(f"no route {self.path}", "not_found")).encode())
+            return
+        try:
+            body = json.loads(raw)
+            assert isinstance(body, dict)
+        except (ValueError, AssertionError):
+            app._count("400")
+            self._send(
+                400, {}, json.dumps(_error("body is not a JSON object", "invalid_request_error")).encode()
+            )
+            return
+        azure_key = self.headers.get("api-key")
+        authorization = self.headers.get("Authorization") or (f"Bearer {azure_key}" if azure_key else None)
+        status, headers, payload, outcome = app.handle_chat(body, authorization)
+        if outcome:
+            app._count(outcome)
+        if status == 0:  # a hang: the client has long given up; drop the connection
+            self.close_connection = True
+            return
+        bill = None
+        if isinstance(payload, tuple):
+            payload, bill = payload
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        if self._send(status, headers, data) and bill is not None:
+            app.billing.add(bill)
+
+
+@contextlib.contextmanager
+def serve_in_subprocess(billing_log: str | Path | None = None, **options: Any) -> Iterator[str]:
+    """Run the server as `python -m asclepius.testing.openai_server`; yields its base_url.
+
+    Options are the constructor's keyword arguments (responder as "module:function").
+    On exit it is stopped with SIGTERM, which writes `billing_log` if given.
+    """
+    command = [sys.executable, "-m", "asclepius.testing.openai_server", "--port", "0"]
+    for name, value in options.items():
+        command += [f"--{name.replace('_', '-')}", str(value)]
+    if billing_log is not None:
+        command += ["--billing-log", str(billing_log)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(process.stdout.readline())
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _load_callable(spec: str) -> Callable:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="OpenAI-compatible test server (prints its port).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--requests-per-minute", type=float, default=None)
+    parser.add_argument("--tokens-per-minute", type=float, default=None)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--latency-jitter", type=float, default=0.0)
+    for fault in ("429", "500", "hang", "malformed", "content-filter", "length"):
+        parser.add_argument(f"--rate-{fault}", type=float, default=0.0)
+    parser.add_argument("--hang-seconds", type=float, default=30.0)
+    parser.add_argument("--injected-retry-after-ms", type=int, default=100)
+    parser.add_argument("--responder", default=None, help="module:function taking the request JSON")
+    parser.add_argument("--reject", default=None, help="module:function; True answers 400")
+    parser.add_argument("--api-key", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--billing-log", default=None, help="write the billing log here (JSON) on exit")
+    args = parser.parse_args(argv)
+    server = OpenAIServer(
+        args.host,
+        args.port,
+        requests_per_minute=args.requests_per_minute,
+        tokens_per_minute=args.tokens_per_minute,
+        latency=args.latency,
+        latency_jitter=args.latency_jitter,
+        rate_429=args.rate_429,
+        rate_500=args.rate_500,
+        rate_hang=args.rate_hang,
+        rate_malformed=args.rate_malformed,
+        rate_content_filter=args.rate_content_filter,
+        rate_length=args.rate_length,
+        hang_seconds=args.hang_seconds,
+        injected_retry_after_ms=args.injected_retry_after_ms,
+        reject=_load_callable(args.reject) if args.reject else None,
+        responder=_load_callable(args.responder) if args.responder else None,
+        api_key=args.api_key,
+        seed=args.seed,
+    )
+
+    def finish(signum: int, frame: Any) -> None:
+        if args.billing_log:
+            server.billing.dump(args.billing_log)
+        sys.stdout.flush()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, finish)
+    signal.signal(signal.SIGINT, finish)
+    print(server.port, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
