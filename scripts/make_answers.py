@@ -31,7 +31,7 @@ def main() -> None:
     data_args, engine_args = TrlParser(RECIPE_CLASSES).parse_args_and_config()
     data_args: DataArguments
     engine_args: EngineArguments
-    source, output_dir = data_args.resolve_paths(data_args.questions_dir, data_args.instructions_dir)
+    output_dir = data_args.output_path(data_args.instructions_dir)
     stage = DatasetStage(output_dir, overwrite=data_args.overwrite)
     push = dict(
         push_to_hub=data_args.push_to_hub, hub_dataset_id=data_args.hub_dataset_id, private=data_args.private
@@ -39,6 +39,7 @@ def main() -> None:
     if stage.already_finished():
         push_if_asked(output_dir, **push)
         return
+    source = data_args.input_path(data_args.questions_dir)
 
     # 1. The questions, checked (task labels included) before anything is sent.
     questions = load_stage_input(source, ["patient_id", "note", "question", "task"])
@@ -80,7 +81,7 @@ def main() -> None:
     # 3. Split by patient; default = the published columns, annotated = every row with its flags.
     rows = stage.rows()
     configs = instruction_configs(rows, test_ratio=data_args.test_ratio, seed=data_args.seed)
-    entries = stage.write_configs(configs)
+    configs, entries = stage.write_configs(configs, drops=generation.drops)
     kept = sum(split.num_rows for split in configs["default"].values())
     grounding = markdown_table(
         ["rows in the default config", "with a number, dose or date absent from the note"],

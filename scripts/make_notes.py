@@ -30,7 +30,7 @@ def main() -> None:
     data_args, engine_args = TrlParser(RECIPE_CLASSES).parse_args_and_config()
     data_args: DataArguments
     engine_args: EngineArguments
-    source, output_dir = data_args.resolve_paths(data_args.case_reports, data_args.notes_dir)
+    output_dir = data_args.output_path(data_args.notes_dir)
     stage = DatasetStage(output_dir, overwrite=data_args.overwrite)
     push = dict(
         push_to_hub=data_args.push_to_hub, hub_dataset_id=data_args.hub_dataset_id, private=data_args.private
@@ -38,6 +38,7 @@ def main() -> None:
     if stage.already_finished():
         push_if_asked(output_dir, **push)
         return
+    source = data_args.input_path(data_args.case_reports)
     check_push_allowed(output_dir, push_to_hub=data_args.push_to_hub, private=data_args.private)
 
     # 1. Check every case report, and choose the subset, before anything is sent.
@@ -80,7 +81,7 @@ def main() -> None:
     # 3. Default config = usable notes; annotated = every row with its flag. Card last.
     rows = stage.rows()
     configs = note_configs(rows)
-    entries = stage.write_configs(configs)
+    configs, entries = stage.write_configs(configs, drops=synthesis.drops)
     facts = CardFacts(
         stage="notes",
         pretty_name="Asclepius synthetic discharge summaries",

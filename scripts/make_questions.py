@@ -31,7 +31,7 @@ def main() -> None:
     data_args, engine_args = TrlParser(RECIPE_CLASSES).parse_args_and_config()
     data_args: DataArguments
     engine_args: EngineArguments
-    source, output_dir = data_args.resolve_paths(data_args.notes_dir, data_args.questions_dir)
+    output_dir = data_args.output_path(data_args.questions_dir)
     stage = DatasetStage(output_dir, overwrite=data_args.overwrite)
     push = dict(
         push_to_hub=data_args.push_to_hub, hub_dataset_id=data_args.hub_dataset_id, private=data_args.private
@@ -39,6 +39,7 @@ def main() -> None:
     if stage.already_finished():
         push_if_asked(output_dir, **push)
         return
+    source = data_args.input_path(data_args.notes_dir)
 
     # 1. The notes, checked before anything is sent; licence and MIMIC status carry over.
     notes = load_stage_input(source, ["patient_id", "note"])
@@ -85,7 +86,7 @@ def main() -> None:
     # 3. Default config = kept questions; annotated = every row with its flags. Card last.
     rows = stage.rows()
     configs = question_configs(rows)
-    entries = stage.write_configs(configs)
+    configs, entries = stage.write_configs(configs, drops=bootstrap.drops)
     pool_sizes = ", ".join(
         f"{task}: {len(questions)}" for task, questions in bootstrap.pool.generated.items()
     )

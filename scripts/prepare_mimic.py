@@ -36,7 +36,7 @@ logger = logging.getLogger("prepare_mimic")
 def main() -> None:
     data_args, _ = TrlParser(RECIPE_CLASSES).parse_args_and_config()
     data_args: DataArguments
-    source, output_dir = data_args.resolve_paths(None, data_args.mimic_notes_dir)
+    output_dir = data_args.output_path(data_args.mimic_notes_dir)
     stage = DatasetStage(output_dir, overwrite=data_args.overwrite)
     push = dict(
         push_to_hub=data_args.push_to_hub, hub_dataset_id=data_args.hub_dataset_id, private=data_args.private
@@ -44,6 +44,7 @@ def main() -> None:
     if stage.already_finished():
         push_if_asked(output_dir, **push)
         return
+    source = data_args.input_path(None)
     # MIMIC data never goes public: refuse a public push now, before reading 4 GB.
     check_push_allowed(
         output_dir, push_to_hub=data_args.push_to_hub, private=data_args.private, mimic_derived=True
@@ -66,8 +67,9 @@ def main() -> None:
 
     # 3. One config of notes, with the de-identification counts in the card. Card last.
     configs = {"default": {"train": stage.rows().select_columns(MIMIC_COLUMNS)}}
-    entries = stage.write_configs(configs)
     discharge = counts.by_category.get("Discharge summary", 0)
+    drops = {"not_discharge_summary": counts.rows_read - discharge, "excluded": counts.excluded}
+    configs, entries = stage.write_configs(configs, drops=drops)
     tag_table = markdown_table(["tag", "brackets"], [[tag, counts.deid.tags.get(tag, 0)] for tag in TAGS])
     unknown = markdown_table(["bracket label", "count"], counts.deid.unknown_labels.most_common(20))
     facts = CardFacts(
@@ -82,7 +84,7 @@ def main() -> None:
         config_entries=entries,
         rows_in=counts.rows_read,
         unit_in="NOTEEVENTS rows",
-        drops={"not_discharge_summary": counts.rows_read - discharge, "excluded": counts.excluded},
+        drops=drops,
         provenance={
             "source": source,
             "exclusion_list": data_args.exclude_ids or "none",

@@ -121,11 +121,15 @@ def build_tiny_model(output_dir: str | Path, seed: int = 0, demo_dir: Path = DEM
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
+    # do_sample: `transformers serve` samples only when the model's generation config says
+    # so, and OpenAI clients asking for temperature 1 expect sampling (temperature 0 still
+    # decodes greedily). Greedy decoding of these random weights is a run of newlines.
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         max_new_tokens=64,
+        do_sample=True,
     )
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)

@@ -159,17 +159,21 @@ class DataArguments:
         if self.push_to_hub and not self.hub_dataset_id:
             raise ValueError("--push_to_hub needs --hub_dataset_id")
 
-    def resolve_paths(self, default_input: str | None, default_output: str | None) -> tuple[str, Path]:
-        """The stage's input and output folder: the flags when given, else the recipe's defaults."""
-        source = self.input or default_input
-        target = self.output_dir or default_output
-        if not source:
-            raise InputError("--input", "not given (and the recipe sets no default input for this stage)")
+    def output_path(self, default: str | None) -> Path:
+        """The stage's output folder: --output_dir, else the recipe's folder for the stage."""
+        target = self.output_dir or default
         if not target:
             raise InputError(
                 "--output_dir", "not given (and the recipe sets no default output for this stage)"
             )
-        return source, Path(target)
+        return Path(target)
+
+    def input_path(self, default: str | None) -> str:
+        """The stage's input: --input, else the recipe's default for the stage."""
+        source = self.input or default
+        if not source:
+            raise InputError("--input", "not given (and the recipe sets no default input for this stage)")
+        return source
 
 
 def sampling_for(stage: str, engine_args: EngineArguments) -> StageDefaults:

@@ -152,6 +152,7 @@ def ungrounded_values(answer: str, note: str) -> list[str]:
             flagged.append(value)
 
     answer_body = re.sub(r"(?m)^\s*\d{1,2}[.)]\s+", "", answer)  # list markers are not values
+    answer_body = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", answer_body)  # 1,940 is one number
     consumed: list[tuple[int, int]] = []
     for match in _DATE.finditer(answer_body):
         consumed.append(match.span())

@@ -52,9 +52,14 @@ NOTE_FEATURES = Features(
 )
 
 
-def note_token_budget(messages: list[dict[str, str]], *, context_length: int, cap: int) -> int:
-    """Completion tokens a note may use: what the context leaves after the prompt, at most ``cap``."""
+def note_token_budget(messages: list[dict[str, str]], *, context_length: int, cap: int) -> int | None:
+    """Completion tokens a note may use: what the context leaves after the prompt, at most ``cap``.
+
+    None when the case report leaves too little room for any note (it is skipped, counted).
+    """
     room = context_length - estimate_prompt_tokens(messages) - CONTEXT_SAFETY_MARGIN
+    if room < MIN_NOTE_TOKENS:
+        return None
     return min(cap, room)
 
 
@@ -82,7 +87,7 @@ class NoteSynthesis:
         for report in reports:
             messages = prompts.note_messages(report.text)
             budget = note_token_budget(messages, context_length=self.context_length, cap=self.max_tokens_cap)
-            if budget < MIN_NOTE_TOKENS:
+            if budget is None:
                 self._add(report, note="", result=None, drop_reason=filters.PROMPT_TOO_LONG)
                 continue
             yield Request(messages=messages, metadata={"report": report}, max_tokens=budget)

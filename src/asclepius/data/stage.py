@@ -153,7 +153,6 @@ class DatasetStage:
         """True (and says so) when the folder is finished and --overwrite was not given."""
         if hub.is_finished(self.output_dir) and not self.overwrite:
             message = f"{self.output_dir} is already finished (its README.md exists); pass --overwrite to rebuild it"
-            logger.info(message)
             print(message)
             return True
         return False
@@ -175,8 +174,33 @@ class DatasetStage:
             raise RuntimeError("begin() was not called")
         return self.table.read_sorted(self.staging_dir / "cache")
 
-    def write_configs(self, configs: Mapping[str, Mapping[str, Dataset]]) -> list[dict]:
-        return hub.write_dataset_configs(self.output_dir, configs)
+    def write_configs(
+        self, configs: Mapping[str, Mapping[str, Dataset]], *, drops: Mapping[str, int] | None = None
+    ) -> tuple[dict[str, dict[str, Dataset]], list[dict]]:
+        """Write the non-empty splits; returns (what was written, the card's ``configs`` entries).
+
+        ``load_dataset`` refuses a split with no rows, so empty splits are left out (a
+        tiny run may put no patient in ``test``). When the default config (the first) has
+        no row at all, the other configs are written for inspection and the stage stops
+        unfinished with a one-line error: the next stage would have nothing to read.
+        """
+        written = {
+            name: {split: dataset for split, dataset in splits.items() if dataset.num_rows}
+            for name, splits in configs.items()
+        }
+        default = next(iter(configs))
+        if not written[default]:
+            others = {name: splits for name, splits in written.items() if splits}
+            if others:
+                hub.write_dataset_configs(self.output_dir, others)
+            reasons = ", ".join(f"{reason}: {count}" for reason, count in (drops or {}).items() if count)
+            where = f"; every row and its drop reason is in data/{next(iter(others))}/" if others else ""
+            raise InputError(
+                self.output_dir,
+                f"no usable rows: every row was dropped ({reasons or 'no input rows'}){where}",
+            )
+        written = {name: splits for name, splits in written.items() if splits}
+        return written, hub.write_dataset_configs(self.output_dir, written)
 
     def cleanup(self) -> None:
         """Drop the staging files once the configs are written (the ledger stays for reruns)."""
