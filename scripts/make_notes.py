@@ -11,6 +11,7 @@ only what the ledger lacks); writes a Hub-ready dataset folder with a card.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from trl import TrlParser
 
@@ -24,6 +25,7 @@ from asclepius.engine import Engine, EngineArguments, run_requests
 from asclepius.errors import run_stage
 
 logger = logging.getLogger("make_notes")
+PMC_PATIENTS_HUB_ID = "zhengyun21/PMC-Patients"
 
 
 def main() -> None:
@@ -106,7 +108,7 @@ def main() -> None:
             **dict(synthesis.tokens),
         },
         length_columns=("case_report", "note"),
-        source_datasets=["zhengyun21/PMC-Patients"] if "pmc" in source.lower() else [],
+        source_datasets=[PMC_PATIENTS_HUB_ID] if Path(source).name.lower().startswith("pmc-patients") else [],
         hub_dataset_id=data_args.hub_dataset_id,
     )
     card = render_card(output_dir, facts)
