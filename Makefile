@@ -154,39 +154,3 @@ demo: $(STAMP)  ## every stage end to end, offline, on the tiny model (outputs/d
 bench: $(STAMP)  ## run bench/*.py and rewrite the results table in BENCHMARKS.md
 	$(PY) bench/run_all.py $(ARGS)
 # --- end demo ---
-
-# --- training ---
-# pretrain / sft read recipes/$(RECIPE)/{pretrain,sft}/config_$(CONFIG).yaml (CONFIG: full, lora, qlora).
-# NUM_PROCESSES=1 runs plain python; more runs `accelerate launch` with ACCELERATE_CONFIG:
-# accelerate_configs/fsdp.yaml (full fine-tuning of real models), ddp.yaml (LoRA), deepspeed_zero3.yaml,
-# or cpu_ddp.yaml (2 CPU processes, no GPU). MODEL / INPUT / OUTPUT override the recipe's
-# model_name_or_path / dataset_name / output_dir; ARGS passes any other flag. e.g.
-#   make tiny-model pretrain sft                       (the CPU demo, a few minutes)
-#   make sft CONFIG=lora && make merge ADAPTER=outputs/tiny-sft-lora
-#   make pretrain RECIPE=asclepius-llama2-7b NUM_PROCESSES=8 ACCELERATE_CONFIG=accelerate_configs/fsdp.yaml
-CONFIG ?= full
-ADAPTER ?=
-CPU_LAUNCH = $(findstring cpu,$(ACCELERATE_CONFIG))
-TRAIN_LAUNCH = $(if $(filter 1,$(NUM_PROCESSES)),$(PY),$(VENV)/bin/accelerate launch \
-	--config_file $(ACCELERATE_CONFIG) --num_processes $(NUM_PROCESSES) \
-	$(if $(CPU_LAUNCH),--num_cpu_threads_per_process 1))
-# On CPU the processes only form a group (gloo) when the Trainer is told to use the CPU.
-TRAIN_FLAGS = $(if $(and $(CPU_LAUNCH),$(filter-out 1,$(NUM_PROCESSES))),--use_cpu true) \
-	$(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(INPUT),--dataset_name $(INPUT)) \
-	$(if $(OUTPUT),--output_dir $(OUTPUT)) $(ARGS)
-
-.PHONY: pretrain sft merge
-
-pretrain: $(STAMP)  ## continued pretraining on notes: recipes/RECIPE/pretrain/config_full.yaml
-	$(TRAIN_LAUNCH) scripts/pretrain.py --config recipes/$(RECIPE)/pretrain/config_full.yaml $(TRAIN_FLAGS)
-
-sft: $(STAMP)  ## instruction tuning: recipes/RECIPE/sft/config_CONFIG.yaml (CONFIG=full|lora|qlora)
-	$(TRAIN_LAUNCH) scripts/sft.py --config recipes/$(RECIPE)/sft/config_$(CONFIG).yaml $(TRAIN_FLAGS)
-
-merge: $(STAMP)  ## merge a LoRA adapter into its base: ADAPTER=folder [OUTPUT=folder, default ADAPTER-merged]
-	@test -n "$(ADAPTER)" || { echo "usage: make merge ADAPTER=outputs/tiny-sft-lora [OUTPUT=...]"; exit 2; }
-	$(PY) scripts/merge_adapter.py --adapter_dir $(ADAPTER) --output_dir $(or $(OUTPUT),$(ADAPTER)-merged) $(ARGS)
-
-check-recipes: $(STAMP)  ## parse every YAML under recipes/ into its config classes (no unknown keys)
-	$(PY) -m asclepius.recipes
-# --- end training ---
