@@ -22,6 +22,28 @@ def tiny_model_path(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
 
 
+@pytest.fixture(scope="session")
+def decisive_tiny_model_path(tiny_model_path, tmp_path_factory):
+    """The tiny model with large random weights: its greedy answers differ from prompt to prompt.
+
+    The default initialisation is so flat that every prompt decodes to the same string,
+    which would let a broken batching or padding pass an equality test unnoticed.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("decisive-tiny-model")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_path).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def make_engine(tmp_path):
     """Engine factory for tests against a local server: make_engine(base_url, **EngineArguments fields).

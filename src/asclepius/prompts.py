@@ -114,6 +114,11 @@ Reply format: the FIRST line must hold only the {num_candidates} scores, in the 
 
 JUDGE_CANDIDATE = "[Answer {label} Begin]\n{answer}\n[Answer {label} End]"
 
+# Sent after a judge reply whose first line could not be read as the scores.
+JUDGE_REPAIR_PROMPT = """Your previous reply could not be read (attempt {attempt} of {max_attempts}): its first line must hold exactly {num_candidates} scores from 1 to 4, in the order {labels}, separated by single spaces, and nothing else (for example "{example}").
+Reply again in that format: the scores on the first line, then your explanation.
+"""
+
 # --- Prompt styles for baselines at evaluation time ----------------------------------
 ALPACA_PROMPT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -189,6 +194,20 @@ def judge_messages(note: str, question: str, answers: list[str]) -> list[dict[st
         example=example,
     )
     return [{"role": "system", "content": JUDGE_SYSTEM_PROMPT}, {"role": "user", "content": content}]
+
+
+def judge_repair_message(num_candidates: int, attempt: int, max_attempts: int) -> dict[str, str]:
+    """The user turn asking a judge to restate its scores in the required first-line format."""
+    labels = judge_labels(num_candidates)
+    example = " ".join(str(score) for score, _ in zip([4, 2, 3, 1] * 7, labels))
+    content = JUDGE_REPAIR_PROMPT.format(
+        attempt=attempt,
+        max_attempts=max_attempts,
+        num_candidates=num_candidates,
+        labels=", ".join(labels),
+        example=example,
+    )
+    return {"role": "user", "content": content}
 
 
 NOTE_PROMPT_HASH = prompt_hash(NOTE_SYSTEM_PROMPT, NOTE_PROMPT)

@@ -1,0 +1,187 @@
+"""Grade the answers of one or more models with an LLM judge, the paper's way, and report.
+
+    python scripts/judge.py --config recipes/asclepius-llama-7b/eval.yaml \
+        --inputs outputs/eval/asclepius outputs/eval/llama2-chat --output_dir outputs/eval/report \
+        --train_dataset outputs/instructions --num_shuffles 2
+
+For each (note, question) the judge sees every model's answer at once, shuffled and
+labelled A, B, C..., works out its own answer, then scores each from 1 (Unacceptable) to
+4 (Excellent). Unreadable replies are asked again, then counted as missing. The output
+folder holds the scores and raw replies (parquet), results.json, report.md, plots/, and
+the results go into the model-index of local model cards. Reruns cost nothing: every
+reply is in the engine's ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from trl import TrlParser
+
+from asclepius import hub
+from asclepius.data.loading import load_split
+from asclepius.engine import Engine
+from asclepius.errors import InputError, run_stage
+from asclepius.evaluation.config import RECIPE_CLASSES
+from asclepius.evaluation.decontamination import check_contamination
+from asclepius.evaluation.folders import check_mimic_endpoint, load_answers_folder
+from asclepius.evaluation.judging import (
+    JUDGE_PROMPT_HASH,
+    JUDGE_REPAIR_PROMPT_HASH,
+    REFERENCE_NAME,
+    collect_items,
+    judgement_rows,
+    plan_judgements,
+    run_judge,
+    score_rows,
+)
+from asclepius.evaluation.model_index import update_model_index
+from asclepius.evaluation.report import build_results, write_judgement_folder
+
+logger = logging.getLogger("judge")
+
+
+def model_cards_to_update(args, folders, names) -> dict[str, tuple[str, dict]]:
+    """candidate -> (model folder, its answers' provenance): --model_card entries, else local folders with a card."""
+    provenance = dict(zip(names, (f.provenance for f in folders)))
+    targets = {}
+    if args.update_model_cards:
+        for name, prov in provenance.items():
+            if prov.get("model_path") and (Path(prov["model_path"]) / hub.CARD_NAME).exists():
+                targets[name] = (prov["model_path"], prov)
+    for entry in args.model_card or []:
+        name, _, folder = entry.rpartition("=")
+        if not name:  # a bare DIR: the candidate made from it, or the only candidate
+            matches = [n for n, p in provenance.items() if p.get("model_path") == str(Path(folder).resolve())]
+            name = matches[0] if matches else (names[0] if len(names) == 1 else "")
+        if name not in provenance:
+            raise InputError(
+                "--model_card", f"{entry!r}: name the candidate as CANDIDATE=DIR (one of {names})"
+            )
+        if not (Path(folder) / hub.CARD_NAME).exists():
+            raise InputError(folder, f"no {hub.CARD_NAME} model card to add the results to")
+        targets[name] = (folder, provenance[name])
+    return targets
+
+
+def main() -> None:
+    args, engine_args = TrlParser(RECIPE_CLASSES).parse_args_and_config()
+    if not args.inputs or not args.output_dir:
+        raise InputError(
+            "--inputs/--output_dir", "both are required (answers folders in, a report folder out)"
+        )
+
+    # 1. The candidates: items every answers folder holds, each model's answer to each.
+    folders = [load_answers_folder(path) for path in args.inputs]
+    items, names, dropped = collect_items(folders, include_reference=args.include_reference)
+    if not items:
+        raise InputError(args.inputs[0], "no (note, question) is shared by every answers folder")
+    mimic = any(folder.mimic for folder in folders)
+    check_mimic_endpoint(
+        mimic,
+        args.judge_base_url,
+        args.judge_azure_api_version,
+        allow=args.allow_mimic_to_api,
+        what=args.inputs[0],
+    )
+    logger.info(
+        "%d items, candidates: %s (%d items not in every folder)", len(items), ", ".join(names), dropped
+    )
+
+    # 2. Decontamination, before any judge call is paid for.
+    decontamination = None
+    if args.train_dataset:
+        train = load_split(
+            args.train_dataset, args.train_split, test_ratio=args.test_ratio, seed=args.split_seed
+        )
+        report = check_contamination(
+            [(item.key, item.note, item.patient_id) for item in items],
+            (row for row in train["note"]) if "note" in train.column_names else (),
+            train["patient_id"] if "patient_id" in train.column_names else (),
+            n=args.decontamination_ngram,
+            threshold=args.decontamination_threshold,
+        )
+        decontamination = {
+            **report.summary(),
+            "train_dataset": args.train_dataset,
+            "dropped": args.drop_contaminated,
+        }
+        logger.info(
+            "decontamination: %d of %d items overlap the training data", len(report.flagged), len(items)
+        )
+        if args.drop_contaminated:
+            items = [item for item in items if item.key not in report.flagged]
+
+    # 3. The judge: every candidate in one prompt, shuffled; unreadable replies repaired, then missing.
+    judge_args = args.judge_engine_arguments(engine_args)
+    engine = Engine(
+        judge_args,
+        hub.work_dir(args.output_dir) / "ledger.sqlite",
+        default_temperature=args.judge_temperature,
+        default_max_tokens=args.judge_max_tokens,
+        description="judgements",
+    )
+    plan = plan_judgements(items, num_shuffles=args.num_shuffles, seed=args.shuffle_seed)
+    run = run_judge(engine, plan, max_parse_attempts=args.max_parse_attempts)
+    if judge_args.dry_run:
+        print(run.rounds[0]["dry_run_summary"] if run.rounds else "nothing to judge")
+        print(f"(first tries only: up to {args.max_parse_attempts - 1} repair round(s) may follow)")
+        return
+
+    # 4. Numbers, report, plots and the Hub-ready folder (card last).
+    scores = score_rows(run.judgements)
+    results = build_results(
+        scores, items, names, bootstrap_samples=args.bootstrap_samples, bootstrap_seed=args.bootstrap_seed
+    )
+    meta = {
+        "judge_model": args.judge_model,
+        "judge_base_url": args.judge_base_url,
+        "judge_temperature": args.judge_temperature,
+        "judge_max_tokens": args.judge_max_tokens,
+        "prompt_hash": JUDGE_PROMPT_HASH,
+        "repair_prompt_hash": JUDGE_REPAIR_PROMPT_HASH,
+        "max_parse_attempts": args.max_parse_attempts,
+        "num_shuffles": args.num_shuffles,
+        "shuffle_seed": args.shuffle_seed,
+        "items": len(items),
+        "dropped_items": dropped,
+        "inputs": dict(zip(names, args.inputs)),
+        "rounds": run.rounds,
+        "decontamination": decontamination,
+        "date": hub.today(),
+    }
+    card = write_judgement_folder(
+        args.output_dir,
+        scores=scores,
+        judgements=judgement_rows(run.judgements, seed=args.shuffle_seed),
+        results=results,
+        meta=meta,
+        mimic=mimic,
+    )
+    for name, model in results["models"].items():
+        low, high = model["ci95"]
+        logger.info(
+            "%-30s mean %s [%s, %s] over %d items", name, model["mean_score"], low, high, model["n_items"]
+        )
+
+    # 5. The results into each local model's card (model-index).
+    for name, (folder, provenance) in model_cards_to_update(
+        args, folders, [n for n in names if n != REFERENCE_NAME]
+    ).items():
+        model = results["models"][name]
+        path = update_model_index(
+            folder,
+            dataset_source=provenance.get("source") or args.inputs[0],
+            dataset_split=provenance.get("split") or "test",
+            judge_model=args.judge_model,
+            mean_score=model["mean_score"],
+            ci95=model["ci95"],
+            rouge_l=model["rougeL"],
+        )
+        logger.info("model-index of %s updated in %s", name, path)
+    logger.info("report written to %s", card.parent / "report.md")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,232 @@
+"""Settings of the evaluation stage, parsed from ``recipes/<name>/eval.yaml`` plus CLI flags.
+
+``scripts/generate.py`` and ``scripts/judge.py`` share one recipe file, so one dataclass
+holds both stages' fields and each script reads the ones it needs. The engine flags
+(:class:`~asclepius.engine.EngineArguments`) ride along: ``model``, ``base_url``,
+``api_key_env``, ``temperature`` and ``max_tokens`` describe the model being evaluated
+(a local path for the transformers backend, or a served model for ``--backend openai``);
+the judge has its own ``judge_*`` fields, because in one recipe the evaluated model and
+the judge are different endpoints with different sampling. Pacing, retries and prices
+are shared.
+
+YAML keys are exactly these field names: ``make check-recipes`` parses every eval.yaml
+with ``TrlParser(RECIPE_CLASSES)`` and fails on anything else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from asclepius.engine import EngineArguments
+from asclepius.prompts import PROMPT_STYLES
+
+BACKENDS = ("transformers", "openai")
+# The prompt styles of prompts.PROMPT_STYLES, plus the model's own chat template.
+PROMPT_STYLE_CHOICES = (*PROMPT_STYLES, "chat_template")
+DECODING_CHOICES = ("greedy", "paper", "sample")
+# The paper's evaluation budget (max_new_tokens 400), used unless --max_tokens says otherwise.
+DEFAULT_MAX_NEW_TOKENS = 400
+
+
+@dataclass
+class EvaluationArguments:
+    # --- generate: what to answer --------------------------------------------------
+    input: str | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluation set: a Hub-ready folder, a .jsonl/.json/.csv/.parquet file or a Hub dataset id "
+            "with columns note, question, and optionally answer (reference), task, patient_id."
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset config name of --input."})
+    split: str = field(default="test", metadata={"help": "Split of --input to evaluate on."})
+    test_ratio: float | None = field(
+        default=None,
+        metadata={
+            "help": "For a source with only a train split (a plain file): hold out this share of patients as "
+            "'test', the same split the training stage uses with the same ratio and seed."
+        },
+    )
+    split_seed: int = field(default=0, metadata={"help": "Seed of the by-patient split (with --test_ratio)."})
+    max_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate only the first N rows (smoke runs)."}
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Output folder of this script (required)."}
+    )
+
+    # --- generate: how to answer ---------------------------------------------------
+    backend: str = field(
+        default="transformers",
+        metadata={
+            "help": "transformers: load --model (path or Hub id) and generate in batches; openai: send the "
+            "prompts to an OpenAI-compatible endpoint (--base_url, --model) through the request engine."
+        },
+    )
+    model_name: str | None = field(
+        default=None, metadata={"help": "Name of the model in the results (default: --model as given)."}
+    )
+    prompt_style: str = field(
+        default="asclepius",
+        metadata={
+            "help": "asclepius (the published template), alpaca, medalpaca, vicuna, or chat_template (the "
+            "model's own chat template around the asclepius prompt)."
+        },
+    )
+    decoding: str = field(
+        default="greedy",
+        metadata={
+            "help": "greedy (default, fast and deterministic), paper (the original evaluation: 5-beam "
+            "sampling, 400 new tokens) or sample (multinomial). --max_tokens sets the new-token limit "
+            f"(default {DEFAULT_MAX_NEW_TOKENS}), --temperature the sampling temperature."
+        },
+    )
+    num_beams: int | None = field(default=None, metadata={"help": "Override the beam count of --decoding."})
+    top_p: float | None = field(
+        default=None, metadata={"help": "Nucleus sampling (sampling decodings only)."}
+    )
+    batch_size: int = field(
+        default=16, metadata={"help": "Prompts per generate() call (prompts are sorted by length first)."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed for sampling decodings (set per batch)."})
+    device: str = field(
+        default="auto", metadata={"help": "auto (cuda, then mps, then cpu), cuda, cuda:1, cpu, ..."}
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "auto (bfloat16 on a GPU that supports it, else float32), or a dtype."},
+    )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "sdpa, flash_attention_2, eager, ... (default: transformers' choice)."},
+    )
+    max_prompt_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Cut longer prompts from the left of the note so prompt + answer fits the context "
+            "(default: the model's max_position_embeddings minus the new-token limit)."
+        },
+    )
+
+    # --- judge: what to score ------------------------------------------------------
+    inputs: list[str] | None = field(
+        default=None,
+        metadata={"help": "Folders written by scripts/generate.py, one per candidate model.", "nargs": "+"},
+    )
+    include_reference: bool = field(
+        default=False,
+        metadata={
+            "help": "Also grade the evaluation set's reference answers as a candidate named 'reference'."
+        },
+    )
+    judge_model: str = field(default="gpt-4o", metadata={"help": "Judge model (or Azure deployment) name."})
+    judge_base_url: str | None = field(
+        default=None, metadata={"help": "Judge's OpenAI-compatible base URL (None = api.openai.com)."}
+    )
+    judge_api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the judge's API key."}
+    )
+    judge_azure_api_version: str | None = field(
+        default=None,
+        metadata={"help": "Set for an Azure OpenAI judge (judge_base_url is then the endpoint)."},
+    )
+    judge_temperature: float = field(default=0.0, metadata={"help": "Judge sampling temperature."})
+    judge_max_tokens: int = field(
+        default=1024, metadata={"help": "Judge reply budget: its own answer, the scores, and its reasons."}
+    )
+    num_shuffles: int = field(
+        default=1,
+        metadata={"help": "Judge each item this many times with different candidate orders (position bias)."},
+    )
+    shuffle_seed: int = field(
+        default=0, metadata={"help": "Seed of the candidate orders (recorded in the output)."}
+    )
+    max_parse_attempts: int = field(
+        default=3,
+        metadata={
+            "help": "Tries per judgement: a reply whose first line is not exactly N scores in 1..4 is asked "
+            "again this many times in all, then recorded as missing (never as a score)."
+        },
+    )
+    allow_mimic_to_api: bool = field(
+        default=False,
+        metadata={
+            "help": "Allow sending MIMIC-derived notes to api.openai.com. PhysioNet's licence forbids sharing "
+            "them with third parties; use Azure OpenAI with human review opted out, or a local model."
+        },
+    )
+
+    # --- judge: decontamination, statistics, model cards ---------------------------
+    train_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Training data (folder, file or Hub id) to check evaluation notes against."},
+    )
+    train_split: str = field(default="train", metadata={"help": "Split of --train_dataset."})
+    decontamination_ngram: int = field(default=13, metadata={"help": "n of the word n-grams compared."})
+    decontamination_threshold: float = field(
+        default=0.5,
+        metadata={"help": "Flag a note when this share of its n-grams occurs in the training notes."},
+    )
+    drop_contaminated: bool = field(
+        default=False,
+        metadata={"help": "Score only the notes that are not flagged (default: flag and report)."},
+    )
+    bootstrap_samples: int = field(
+        default=1000, metadata={"help": "Bootstrap resamples for the 95% intervals."}
+    )
+    bootstrap_seed: int = field(
+        default=0, metadata={"help": "Seed of the bootstrap (intervals are reproducible)."}
+    )
+    model_card: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Model folders whose README.md gets the results as model-index metadata: DIR, or "
+            "CANDIDATE=DIR to name the candidate. Automatic for candidates generated from a local folder "
+            "with a README.md.",
+            "nargs": "+",
+        },
+    )
+    update_model_cards: bool = field(
+        default=True, metadata={"help": "Write model-index metadata into candidates' local model cards."}
+    )
+
+    def __post_init__(self) -> None:
+        # Fail at parse time with the flag's name rather than deep inside a run.
+        for name, value, choices in (
+            ("backend", self.backend, BACKENDS),
+            ("prompt_style", self.prompt_style, PROMPT_STYLE_CHOICES),
+            ("decoding", self.decoding, DECODING_CHOICES),
+        ):
+            if value not in choices:
+                raise ValueError(f"--{name} must be one of {', '.join(choices)}; got {value!r}")
+        for name in (
+            "batch_size",
+            "num_shuffles",
+            "max_parse_attempts",
+            "bootstrap_samples",
+            "decontamination_ngram",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_beams is not None and self.num_beams < 1:
+            raise ValueError(f"--num_beams must be >= 1, got {self.num_beams}")
+        if not 0.0 < self.decontamination_threshold <= 1.0:
+            raise ValueError(
+                f"--decontamination_threshold must be in (0, 1], got {self.decontamination_threshold}"
+            )
+
+    def judge_engine_arguments(self, engine_args: EngineArguments) -> EngineArguments:
+        """The engine settings of the judge: its own endpoint and sampling, the shared pacing."""
+        return dataclasses.replace(
+            engine_args,
+            model=self.judge_model,
+            base_url=self.judge_base_url,
+            api_key_env=self.judge_api_key_env,
+            azure_api_version=self.judge_azure_api_version,
+            temperature=self.judge_temperature,
+            max_tokens=self.judge_max_tokens,
+        )
+
+
+RECIPE_CLASSES = (EvaluationArguments, EngineArguments)

@@ -1,0 +1,183 @@
+"""The evaluation set in, and the answers folder out (and back in, for the judge).
+
+An answers folder is Hub-ready: parquet under ``data/default/`` plus a card whose YAML
+metadata (``asclepius_evaluation``) records how the answers were made, so the judge can
+name the model, find its local model card, and a reader can reproduce the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+
+from asclepius import hub
+from asclepius.data.loading import load_any, load_split
+from asclepius.errors import InputError
+from asclepius.evaluation.cards import ANSWERS_TEMPLATE, render_card
+
+REQUIRED_COLUMNS = ("note", "question")
+ADDED_COLUMNS = ("model", "generated")
+PROVENANCE_KEY = "asclepius_evaluation"
+
+
+def load_evaluation_set(
+    source: str,
+    *,
+    split: str = "test",
+    config: str | None = None,
+    test_ratio: float | None = None,
+    split_seed: int = 0,
+    max_samples: int | None = None,
+) -> Dataset:
+    """The rows to answer; a missing column or an empty note/question is a one-line error."""
+    dataset = load_split(source, split, config=config, test_ratio=test_ratio, seed=split_seed)
+    for column in REQUIRED_COLUMNS:
+        if column not in dataset.column_names:
+            raise InputError(
+                source,
+                f"missing column {column!r}; an evaluation set needs note, question (answer, task optional)",
+            )
+    if max_samples is not None:
+        dataset = dataset.select(range(min(max_samples, len(dataset))))
+    for row_number, (note, question) in enumerate(zip(dataset["note"], dataset["question"]), start=1):
+        for field, value in (("note", note), ("question", question)):
+            if not isinstance(value, str) or not value.strip():
+                raise InputError(source, "empty or not text", row=row_number, field=field)
+    if len(dataset) == 0:
+        raise InputError(source, f"split {split!r} has no rows")
+    return dataset
+
+
+def with_answers(dataset: Dataset, model_name: str, answers: list[str | None]) -> Dataset:
+    """The evaluation rows plus ``model`` and ``generated`` (replacing any earlier ones)."""
+    stale = [c for c in ADDED_COLUMNS if c in dataset.column_names]
+    dataset = dataset.remove_columns(stale) if stale else dataset
+    dataset = dataset.add_column("model", [model_name] * len(dataset))
+    return dataset.add_column("generated", [a if a is not None else "" for a in answers])
+
+
+def local_model_folder(model: str) -> str | None:
+    """The absolute path of a local model folder, or None for a Hub id / API model name."""
+    path = Path(model)
+    return str(path.resolve()) if path.is_dir() else None
+
+
+def source_is_mimic(source: str) -> bool:
+    return Path(source).is_dir() and hub.is_mimic_derived(source)
+
+
+def write_answers_folder(
+    output_dir: str | os.PathLike,
+    dataset: Dataset,
+    *,
+    split: str,
+    provenance: dict[str, Any],
+    license: str | None = None,
+    mimic: bool = False,
+) -> Path:
+    """Parquet, provenance, then the card LAST; returns the card's path."""
+    output_dir = Path(output_dir)
+    hub.mark_unfinished(output_dir)
+    configs = hub.write_dataset_configs(output_dir, {"default": {split: dataset}})
+    if mimic:
+        hub.mark_mimic_derived(output_dir)
+    hub.atomic_write_text(
+        hub.work_dir(output_dir) / "generation.json", json.dumps(provenance, indent=2) + "\n"
+    )
+    tags = ["asclepius", "clinical", "evaluation", "synthetic"] + (["mimic"] if mimic else [])
+    card_data: dict[str, Any] = {
+        "configs": configs,
+        "tags": tags,
+        "language": ["en"],
+        "size_categories": [hub.size_category(len(dataset))],
+        PROVENANCE_KEY: provenance,
+    }
+    if mimic:
+        card_data.update(
+            license=hub.MIMIC_LICENSE,
+            license_name=hub.MIMIC_LICENSE_NAME,
+            license_link=hub.MIMIC_LICENSE_LINK,
+            mimic_derived=True,
+        )
+    elif license:
+        card_data["license"] = license
+    decoding = provenance.get("decoding", {})
+    context = {
+        "model": provenance["model"],
+        "source": provenance["source"],
+        "split": split,
+        "backend": provenance["backend"],
+        "prompt_style": provenance["prompt_style"],
+        "prompt_hash": provenance["prompt_hash"],
+        "decoding": ", ".join(f"{k}={v}" for k, v in decoding.items() if v is not None),
+        "rows": len(dataset),
+        "failed": provenance.get("failed", 0),
+        "folder_hint": str(output_dir),
+        "mimic": mimic,
+    }
+    return render_card(output_dir, ANSWERS_TEMPLATE, card_data, context)
+
+
+@dataclass
+class AnswersFolder:
+    """One candidate for the judge: its rows and where they came from."""
+
+    path: str
+    dataset: Dataset
+    provenance: dict[str, Any]
+    mimic: bool
+
+    @property
+    def model_name(self) -> str:
+        names = set(self.dataset["model"]) if "model" in self.dataset.column_names else set()
+        if len(names) == 1:
+            return str(names.pop())
+        return str(self.provenance.get("model") or Path(self.path).name)
+
+
+def load_answers_folder(path: str) -> AnswersFolder:
+    """A folder (or file) written by scripts/generate.py: one split with note, question, generated."""
+    splits = load_any(path)
+    if len(splits) != 1:
+        raise InputError(path, f"expected one split of answers, found {sorted(splits)}")
+    dataset = next(iter(splits.values()))
+    for column in (*REQUIRED_COLUMNS, "generated"):
+        if column not in dataset.column_names:
+            raise InputError(
+                path, f"missing column {column!r}; is this a folder written by scripts/generate.py?"
+            )
+    metadata = hub.read_card_metadata(path) if Path(path).is_dir() else {}
+    provenance = dict(metadata.get(PROVENANCE_KEY) or {})
+    return AnswersFolder(path=path, dataset=dataset, provenance=provenance, mimic=source_is_mimic(path))
+
+
+def check_mimic_endpoint(
+    mimic: bool, base_url: str | None, azure_api_version: str | None, *, allow: bool, what: str
+) -> None:
+    """Refuse to send MIMIC-derived notes to api.openai.com.
+
+    PhysioNet's licence forbids sharing the notes with third parties; the paper's
+    authors used Azure OpenAI with human review opted out. A local endpoint or Azure
+    passes; another remote endpoint passes with a warning (we cannot tell who runs it).
+    """
+    import logging
+
+    from asclepius.engine.client import is_local
+
+    if not mimic or allow or azure_api_version or is_local(base_url):
+        return
+    if base_url is None:
+        raise InputError(
+            what,
+            "MIMIC-derived notes must not be sent to api.openai.com (PhysioNet licence); use Azure OpenAI "
+            "(--*azure_api_version), a local model, or pass --allow_mimic_to_api if you have that right",
+        )
+    logging.getLogger(__name__).warning(
+        "sending MIMIC-derived notes to %s: make sure its operator may receive them under the PhysioNet licence",
+        base_url,
+    )

@@ -1,0 +1,149 @@
+"""Batched local generation: same answers as one at a time, resumable, decodings as configured."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+from datasets import load_dataset
+
+from asclepius.data.loading import load_split
+from asclepius.evaluation.generation import Decoding, LocalGenerator, generate_local
+from asclepius.hub import read_card_metadata
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "data" / "demo" / "synthetic_notes.jsonl"
+
+NOTES = [
+    "Pt admitted w/ CP. Trop neg.",
+    "58 yo M w/ HTN presented with crushing chest pain radiating to L arm. Cath: LAD occlusion, DES placed. "
+    "Discharged on aspirin, ticagrelor, atorvastatin.",
+    "Fever and cough x3 days. CXR RLL consolidation. Started on ceftriaxone + azithro, improved.",
+    "Hx DM2. A1c 9.1. Metformin increased.",
+    "Fall at home, L hip pain. XR: femoral neck fx. ORIF hospital day 2. PT started. Discharged to rehab on day 6 "
+    "with enoxaparin for DVT prophylaxis and oxycodone prn.",
+    "Headache.",
+]
+QUESTIONS = [
+    "What were the troponins?",
+    "List the discharge medications.",
+    "Which antibiotics were given?",
+    "What was the A1c?",
+    "Summarize the hospital course.",
+    "What is the chief complaint?",
+]
+
+
+def greedy(max_new_tokens: int = 12) -> Decoding:
+    return Decoding(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens)
+
+
+def test_batched_greedy_equals_one_at_a_time(decisive_tiny_model_path):
+    generator = LocalGenerator(str(decisive_tiny_model_path), decoding=greedy(), device="cpu")
+    one_at_a_time = [generator.answer(n, q) for n, q in zip(NOTES, QUESTIONS)]
+    # Different prompt lengths in one batch: left padding, sorting and row order all matter.
+    batched = generator.answer_all(NOTES, QUESTIONS, batch_size=4, show_progress=False)
+    assert batched == one_at_a_time
+    # The model is decisive enough that a mix-up between rows could not go unnoticed.
+    assert len(set(one_at_a_time)) == len(NOTES)
+
+
+def test_paper_decoding_is_five_beam_sampling(tiny_model_path):
+    paper = Decoding(do_sample=True, num_beams=5, max_new_tokens=6, seed=3)
+    generator = LocalGenerator(str(tiny_model_path), decoding=paper, device="cpu")
+    config = generator.generation_config
+    assert (config.do_sample, config.num_beams, config.max_new_tokens, config.num_return_sequences) == (
+        True,
+        5,
+        6,
+        1,
+    )
+    answers = generator.answer_all(NOTES[:2], QUESTIONS[:2], batch_size=2, show_progress=False)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+    greedy_config = LocalGenerator(str(tiny_model_path), decoding=greedy(), device="cpu").generation_config
+    assert (greedy_config.do_sample, greedy_config.num_beams) == (False, 1)
+
+
+def test_long_notes_are_cut_to_fit_the_context(tiny_model_path):
+    generator = LocalGenerator(str(tiny_model_path), decoding=greedy(4), device="cpu", max_prompt_tokens=200)
+    ids = generator.encode("chest pain and shortness of breath " * 200, "What is the diagnosis?")
+    assert len(ids) <= 200 and generator.truncated == 1
+    # The note's end is cut, never the instruction.
+    assert generator.tokenizer.decode(ids).rstrip().endswith("What is the diagnosis?\n[Instruction End]")
+
+
+def test_resume_reuses_finished_batches(decisive_tiny_model_path, tmp_path):
+    generator = LocalGenerator(str(decisive_tiny_model_path), decoding=greedy(8), device="cpu")
+    shards = tmp_path / "shards"
+    first, reused = generate_local(
+        generator, NOTES, QUESTIONS, shard_dir=shards, batch_size=4, show_progress=False
+    )
+    assert reused == 0 and len(list(shards.glob("batch-*.jsonl"))) == 2
+    # Mark one stored answer: a rerun must take it from the shard instead of generating again.
+    shard = sorted(shards.glob("batch-*.jsonl"))[0]
+    records = [json.loads(line) for line in shard.read_text().splitlines()]
+    records[0]["generated"] = "FROM THE SHARD"
+    shard.write_text("".join(json.dumps(r) + "\n" for r in records))
+    second, reused = generate_local(
+        generator, NOTES, QUESTIONS, shard_dir=shards, batch_size=4, show_progress=False
+    )
+    assert reused == len(NOTES)
+    assert second[records[0]["index"]] == "FROM THE SHARD"
+    # A shard is reused only for the row it was made for: change one question and only it is regenerated.
+    changed = list(QUESTIONS)
+    changed[records[0]["index"]] = "A different question?"
+    third, reused = generate_local(
+        generator, NOTES, changed, shard_dir=shards, batch_size=4, show_progress=False
+    )
+    assert reused == len(NOTES) - 1 and third[records[0]["index"]] != "FROM THE SHARD"
+
+
+def run_script(name: str, argv: list[str], monkeypatch) -> None:
+    monkeypatch.setattr(sys, "argv", [name, *argv])
+    runpy.run_path(str(ROOT / "scripts" / name), run_name="__main__")
+
+
+def test_generate_script_writes_a_hub_ready_folder(tiny_model_path, tmp_path, monkeypatch):
+    output = tmp_path / "answers"
+    argv = [
+        "--config", str(ROOT / "recipes" / "tiny" / "eval.yaml"),
+        "--model", str(tiny_model_path), "--model_name", "tiny",
+        "--input", str(DEMO), "--test_ratio", "0.2", "--max_samples", "5",
+        "--max_tokens", "6", "--batch_size", "4", "--output_dir", str(output), "--show_progress", "false",
+    ]  # fmt: skip
+    run_script("generate.py", argv, monkeypatch)
+    rows = load_dataset(str(output))["test"]
+    expected = load_split(str(DEMO), "test", test_ratio=0.2).select(range(5))
+    assert rows["note"] == expected["note"] and rows["question"] == expected["question"]
+    assert set(rows["model"]) == {"tiny"} and all(isinstance(g, str) for g in rows["generated"])
+    assert {"patient_id", "answer", "task"} <= set(rows.column_names)
+    provenance = read_card_metadata(output)["asclepius_evaluation"]
+    assert provenance["model_path"] == str(Path(tiny_model_path).resolve())
+    assert provenance["prompt_style"] == "asclepius" and provenance["decoding"]["max_new_tokens"] == 6
+    # Rerun: the card is rewritten from the shards, no batch generated again.
+    shard_files = {p: p.stat().st_mtime_ns for p in (output / ".asclepius").rglob("batch-*.jsonl")}
+    run_script("generate.py", argv, monkeypatch)
+    assert {p: p.stat().st_mtime_ns for p in (output / ".asclepius").rglob("batch-*.jsonl")} == shard_files
+    assert load_dataset(str(output))["test"]["generated"] == rows["generated"]
+
+
+def test_generate_script_rejects_a_set_without_questions(tiny_model_path, tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"note": "n", "answer": "a"}) + "\n")
+    argv = [
+        "--model",
+        str(tiny_model_path),
+        "--input",
+        str(bad),
+        "--split",
+        "train",
+        "--output_dir",
+        str(tmp_path / "o"),
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        run_script("generate.py", argv, monkeypatch)
+    assert exit_info.value.code == 2
+    assert "missing column 'question'" in capsys.readouterr().err
