@@ -81,6 +81,7 @@ def main() -> None:
             device=args.device,
             dtype=args.dtype,
             attn_implementation=args.attn_implementation,
+            cache_implementation=args.cache_implementation,
             max_prompt_tokens=args.max_prompt_tokens,
         )
         fingerprint = generation_fingerprint(

@@ -41,8 +41,11 @@ def greedy(max_new_tokens: int = 12) -> Decoding:
     return Decoding(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens)
 
 
-def test_batched_greedy_equals_one_at_a_time(decisive_tiny_model_path):
-    generator = LocalGenerator(str(decisive_tiny_model_path), decoding=greedy(), device="cpu")
+@pytest.mark.parametrize("cache", ["static", "dynamic"])
+def test_batched_greedy_equals_one_at_a_time(decisive_tiny_model_path, cache):
+    generator = LocalGenerator(
+        str(decisive_tiny_model_path), decoding=greedy(), device="cpu", cache_implementation=cache
+    )
     one_at_a_time = [generator.answer(n, q) for n, q in zip(NOTES, QUESTIONS)]
     # Different prompt lengths in one batch: left padding, sorting and row order all matter.
     batched = generator.answer_all(NOTES, QUESTIONS, batch_size=4, show_progress=False)
@@ -147,3 +150,28 @@ def test_generate_script_rejects_a_set_without_questions(tiny_model_path, tmp_pa
         run_script("generate.py", argv, monkeypatch)
     assert exit_info.value.code == 2
     assert "missing column 'question'" in capsys.readouterr().err
+
+
+def test_generate_script_answers_through_an_endpoint_once(tmp_path, monkeypatch, capsys):
+    from asclepius.testing.openai_server import OpenAIServer
+
+    output = tmp_path / "api-answers"
+    with OpenAIServer(rate_500=0.2, seed=1) as server:
+        argv = [
+            "--backend", "openai", "--base_url", server.base_url, "--model", "served-model",
+            "--prompt_style", "medalpaca", "--input", str(DEMO), "--test_ratio", "0.2", "--max_samples", "6",
+            "--output_dir", str(output), "--show_progress", "false", "--max_attempts", "8",
+        ]  # fmt: skip
+        run_script("generate.py", [*argv, "--dry_run", "true"], monkeypatch)
+        assert "6 to send" in capsys.readouterr().out and len(server.billing) == 0
+        assert not (output / "README.md").exists()  # a dry run writes no answers
+        run_script("generate.py", argv, monkeypatch)
+        rows = load_dataset(str(output))["test"]
+        assert set(rows["model"]) == {"served-model"} and all(g.startswith("[") for g in rows["generated"])
+        sent = server.billing.records()
+        assert len(sent) == 6 and all(r["temperature"] == 0.0 for r in sent)  # greedy = temperature 0
+        run_script("generate.py", argv, monkeypatch)  # a rerun is served by the ledger
+        assert (
+            len(server.billing) == 6 and load_dataset(str(output))["test"]["generated"] == rows["generated"]
+        )
+    assert read_card_metadata(output)["asclepius_evaluation"]["backend"] == "openai"

@@ -108,6 +108,7 @@ class LocalGenerator:
         dtype: str = "auto",
         attn_implementation: str | None = None,
         max_prompt_tokens: int | None = None,
+        cache_implementation: str | None = "static",
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -116,6 +117,7 @@ class LocalGenerator:
         self.decoding = decoding or Decoding(
             do_sample=False, num_beams=1, max_new_tokens=DEFAULT_MAX_NEW_TOKENS
         )
+        self.cache_implementation = cache_implementation
         self.device = pick_device(device)
         # Left padding: in a batch every prompt then ends at the same column and the new
         # tokens of all rows line up after it.
@@ -141,6 +143,10 @@ class LocalGenerator:
         config.do_sample, config.num_beams, config.max_new_tokens = d.do_sample, d.num_beams, d.max_new_tokens
         config.num_return_sequences = 1
         config.use_cache = True
+        # A static cache is preallocated for prompt + answer: no copying as answers grow.
+        # "dynamic" is transformers' own default: then the checkpoint's setting is left alone.
+        if self.cache_implementation and self.cache_implementation != "dynamic":
+            config.cache_implementation = self.cache_implementation
         config.pad_token_id = self.tokenizer.pad_token_id
         if config.eos_token_id is None:
             config.eos_token_id = self.tokenizer.eos_token_id
