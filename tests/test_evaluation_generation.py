@@ -175,3 +175,20 @@ def test_generate_script_answers_through_an_endpoint_once(tmp_path, monkeypatch,
             len(server.billing) == 6 and load_dataset(str(output))["test"]["generated"] == rows["generated"]
         )
     assert read_card_metadata(output)["asclepius_evaluation"]["backend"] == "openai"
+
+
+def test_answers_folders_with_the_same_name_are_read_fresh(tmp_path):
+    """Two answer folders called "answers" (or one rewritten) must not share a datasets cache entry."""
+    from datasets import Dataset
+
+    from asclepius.evaluation.folders import load_answers_folder, with_answers, write_answers_folder
+
+    provenance = {"model": "m", "backend": "transformers", "prompt_style": "asclepius", "prompt_hash": "h",
+                  "source": "s", "split": "test"}  # fmt: skip
+    for run, rows in enumerate((3, 5)):
+        folder = tmp_path / f"run{run}" / "answers"
+        dataset = Dataset.from_dict({"note": [f"n{i}" for i in range(rows)], "question": ["q"] * rows})
+        write_answers_folder(
+            folder, with_answers(dataset, "m", ["a"] * rows), split="test", provenance=provenance
+        )
+        assert len(load_answers_folder(str(folder)).dataset) == rows

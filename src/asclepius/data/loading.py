@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset, DatasetDict, load_dataset, load_dataset_builder
 
 from asclepius.data.splits import split_by_patient
 from asclepius.errors import InputError
@@ -23,10 +23,26 @@ def load_any(path_or_id: str, config: str | None = None) -> DatasetDict:
             )
         return load_dataset(builder, data_files={"train": str(path)})
     if path.is_dir():
-        return load_dataset(str(path), config)
+        return _load_folder(path, config)
     if path_or_id.startswith((".", "/")) or path.suffix.lower() in FILE_BUILDERS:
         raise InputError(path, "no such file or folder")
     return load_dataset(path_or_id, config)
+
+
+def _load_folder(path: Path, config: str | None) -> DatasetDict:
+    """A local folder through its file builder (parquet, json...) with the files its card lists.
+
+    ``load_dataset(folder)`` on a folder whose card has YAML ``configs`` caches under a key
+    that ignores where the files are and when they changed (datasets 5.2): two folders
+    with the same name, or one folder rewritten by a rerun, would read stale rows. A file
+    builder given the resolved files keys its cache on their paths and modification times.
+    """
+    builder = load_dataset_builder(str(path), config)
+    data_files = {str(split): list(files) for split, files in (builder.config.data_files or {}).items()}
+    if not data_files:
+        return load_dataset(str(path), config)
+    module = type(builder).__module__.rsplit(".", 1)[-1]  # datasets.packaged_modules.parquet.parquet
+    return load_dataset(module, data_files=data_files)
 
 
 def load_split(
