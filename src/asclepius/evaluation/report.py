@@ -109,6 +109,7 @@ def write_plots(output_dir: str | os.PathLike, results: Mapping[str, Any]) -> li
         )
         left = [a + b for a, b in zip(left, shares)]
     ax.set_yticks(range(len(models)), [_short(m) for m in models])
+    ax.invert_yaxis()  # first model on top, as in the tables
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of readable judgements")
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, fontsize=8, frameon=False)
@@ -182,8 +183,8 @@ def render_markdown(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
         f"Intervals: 95% bootstrap over items ({results['bootstrap']['samples']} resamples, seed "
         f"{results['bootstrap']['seed']}).",
         "",
-        "| model | mean score | 95% CI | items | missing | ROUGE-L | mean words |",
-        "|---|---|---|---|---|---|---|",
+        "| model | mean score | 95% CI | items scored | missing judgements | no answer | ROUGE-L | mean words |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for model in models:
         m = results["models"][model]
@@ -191,7 +192,8 @@ def render_markdown(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
         rouge = m["rougeL"]
         lines.append(
             f"| {model} | {_fmt(m['mean_score'])} | {_fmt(low)} - {_fmt(high)} | {m['n_items']} | "
-            f"{m['missing']['missing']}/{m['missing']['judgements']} | {_fmt(rouge)} | {_fmt(m['lengths']['mean_words'], 1)} |"
+            f"{m['missing']['missing']}/{m['missing']['judgements']} | {m['lengths']['no_answer']} | {_fmt(rouge)} | "
+            f"{_fmt(m['lengths']['mean_words'], 1)} |"
         )
     lines += [
         "",
