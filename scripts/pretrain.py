@@ -9,7 +9,8 @@ joined and cut into fixed blocks (``packing_strategy: wrapped``), one epoch of
 language modelling. Any recipe key can be overridden on the command line.
 
 A rerun resumes from the last complete checkpoint in ``output_dir``. The folder is
-finished when its README.md (the model card) exists; it is written last. With a test
+finished when its README.md (the model card) exists; it is written last, and a rerun
+on a finished folder does nothing. With a test
 split (or ``test_ratio``), held-out note perplexity before and after training is
 printed and written to ``output_dir/.asclepius/metrics.json``.
 """
@@ -40,6 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     if push_to_hub and not training_args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id")
+    if hub.is_finished(training_args.output_dir):
+        logger.info(
+            "%s is finished (it has its model card); nothing to do. Remove its README.md to train on "
+            "from its last checkpoint, or choose another --output_dir.",
+            training_args.output_dir,
+        )
+        return
     set_seed(training_args.seed)
 
     # 1. Notes: each distinct note once (the instruction dataset repeats it per question).

@@ -41,6 +41,8 @@ def env(tmp_path_factory):
         "WANDB_DIR": str(home / "wandb"),
         "TRACKIO_DIR": str(home / "trackio"),
         "TOKENIZERS_PARALLELISM": "false",
+        # One thread: on a busy machine a second one that loses its core makes the first spin.
+        "OMP_NUM_THREADS": "1",
     }
 
 
@@ -202,6 +204,12 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tiny_model_path,
     assert resumed_from.startswith("checkpoint-") and 4 <= int(resumed_from.split("-")[1]) < planned_steps
     assert (output_dir / "README.md").exists()
     load(output_dir)
+
+    # A finished folder is left alone by a rerun.
+    weights = (output_dir / "model.safetensors").stat().st_mtime_ns
+    assert "is finished" in run(command, env).stderr
+    assert (output_dir / "model.safetensors").stat().st_mtime_ns == weights
+    assert json.loads((output_dir / "trainer_state.json").read_text())["global_step"] == planned_steps
 
 
 def free_port() -> int:
