@@ -99,7 +99,9 @@ def engine_for(base_url: str, ledger: Path, model: str = "judge", max_tokens: in
         base_url=base_url, model=model, max_concurrency=8, max_requests_per_minute=60000,
         max_tokens_per_minute=1e9, request_timeout=30, max_attempts=8, show_progress=False,
     )  # fmt: skip
-    engine = Engine(args, ledger, default_temperature=0.0, default_max_tokens=max_tokens, description="judgements")
+    engine = Engine(
+        args, ledger, default_temperature=0.0, default_max_tokens=max_tokens, description="judgements"
+    )
     engine.backoff_base = 0.01  # the test server's injected faults need no real backoff
     return engine
 

@@ -341,6 +341,11 @@ def generate_api(
     """
     from asclepius.engine import Engine, Request, run_requests
 
+    if decoding.num_beams > 1 or decoding.top_p is not None:
+        logger.warning(
+            "endpoints are called with temperature and max_tokens only: beams (%d) and top_p are not sent",
+            decoding.num_beams,
+        )
     engine = Engine(
         engine_args,
         ledger_path,
