@@ -15,7 +15,6 @@ reply is in the engine's ledger.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from trl import TrlParser
 
@@ -36,33 +35,10 @@ from asclepius.evaluation.judging import (
     run_judge,
     score_rows,
 )
-from asclepius.evaluation.model_index import update_model_index
+from asclepius.evaluation.model_index import model_cards_to_update, update_model_index
 from asclepius.evaluation.report import build_results, write_judgement_folder
 
 logger = logging.getLogger("judge")
-
-
-def model_cards_to_update(args, folders, names) -> dict[str, tuple[str, dict]]:
-    """candidate -> (model folder, its answers' provenance): --model_card entries, else local folders with a card."""
-    provenance = dict(zip(names, (f.provenance for f in folders)))
-    targets = {}
-    if args.update_model_cards:
-        for name, prov in provenance.items():
-            if prov.get("model_path") and (Path(prov["model_path"]) / hub.CARD_NAME).exists():
-                targets[name] = (prov["model_path"], prov)
-    for entry in args.model_card or []:
-        name, _, folder = entry.rpartition("=")
-        if not name:  # a bare DIR: the candidate made from it, or the only candidate
-            matches = [n for n, p in provenance.items() if p.get("model_path") == str(Path(folder).resolve())]
-            name = matches[0] if matches else (names[0] if len(names) == 1 else "")
-        if name not in provenance:
-            raise InputError(
-                "--model_card", f"{entry!r}: name the candidate as CANDIDATE=DIR (one of {names})"
-            )
-        if not (Path(folder) / hub.CARD_NAME).exists():
-            raise InputError(folder, f"no {hub.CARD_NAME} model card to add the results to")
-        targets[name] = (folder, provenance[name])
-    return targets
 
 
 def main() -> None:
@@ -166,9 +142,9 @@ def main() -> None:
         )
 
     # 5. The results into each local model's card (model-index).
-    for name, (folder, provenance) in model_cards_to_update(
-        args, folders, [n for n in names if n != REFERENCE_NAME]
-    ).items():
+    candidates = dict(zip([n for n in names if n != REFERENCE_NAME], (f.provenance for f in folders)))
+    targets = model_cards_to_update(candidates, args.model_card or [], automatic=args.update_model_cards)
+    for name, (folder, provenance) in targets.items():
         model = results["models"][name]
         path = update_model_index(
             folder,

@@ -42,3 +42,24 @@ def test_a_card_without_a_model_name_gets_one(tmp_path):
     assert card.data.model_name == "my-sft-model"
     [result] = card.data.eval_results
     assert (result.dataset_type, result.metric_value) == ("someone/eval-set", 3.0)
+
+
+def test_which_cards_get_results(tmp_path):
+    import pytest
+
+    from asclepius.errors import InputError
+    from asclepius.evaluation.model_index import model_cards_to_update
+
+    with_card, without_card, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for folder in (with_card, without_card, other):
+        folder.mkdir()
+    for folder in (with_card, other):
+        (folder / "README.md").write_text("---\nlicense: mit\n---\n")
+    candidates = {"a": {"model_path": str(with_card)}, "b": {"model_path": str(without_card)}, "api": {}}
+    # Automatic: the local folder that has a card; an explicit CANDIDATE=DIR adds one.
+    assert set(model_cards_to_update(candidates, [])) == {"a"}
+    assert model_cards_to_update(candidates, [f"api={other}"], automatic=False) == {"api": (str(other), {})}
+    with pytest.raises(InputError, match="name the candidate"):
+        model_cards_to_update(candidates, [str(other)])  # a bare DIR no candidate was made from, among three
+    with pytest.raises(InputError, match="no README.md"):
+        model_cards_to_update(candidates, [f"b={without_card}"])

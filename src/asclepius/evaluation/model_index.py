@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from asclepius.errors import InputError
 from asclepius.hub import CARD_NAME, atomic_write_text
 
 JUDGE_METRIC = "llm_judge_score"
@@ -75,3 +76,36 @@ def update_model_index(
         data.model_name = Path(model_dir).resolve().name  # model-index needs a name
     atomic_write_text(path, str(card))
     return path
+
+
+def model_cards_to_update(
+    candidates: dict[str, dict], entries: list[str], *, automatic: bool = True
+) -> dict[str, tuple[str, dict]]:
+    """candidate -> (model folder, its answers' provenance) of the cards to write results into.
+
+    ``candidates`` maps each candidate to the provenance of its answers. Automatic: every
+    candidate generated from a local folder that has a card. ``entries`` (``--model_card``)
+    add ``CANDIDATE=DIR``, or a bare ``DIR``: the candidate generated from it, or the only one.
+    """
+    targets = {}
+    if automatic:
+        for name, provenance in candidates.items():
+            folder = provenance.get("model_path")
+            if folder and (Path(folder) / CARD_NAME).exists():
+                targets[name] = (folder, provenance)
+    names = list(candidates)
+    for entry in entries:
+        name, _, folder = entry.rpartition("=")
+        if not name:
+            made_from = [
+                n for n, p in candidates.items() if p.get("model_path") == str(Path(folder).resolve())
+            ]
+            name = made_from[0] if made_from else (names[0] if len(names) == 1 else "")
+        if name not in candidates:
+            raise InputError(
+                "--model_card", f"{entry!r}: name the candidate as CANDIDATE=DIR (one of {names})"
+            )
+        if not (Path(folder) / CARD_NAME).exists():
+            raise InputError(folder, f"no {CARD_NAME} model card to add the results to")
+        targets[name] = (folder, candidates[name])
+    return targets
