@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     from asclepius.training.tokenizer import load_tokenizer
     from asclepius.training.trainer import build_trainer, eval_model_kwargs, save_final_model, train_resuming
 
-    script_args, training_args, model_args = TrlParser(RECIPE_CLASSES).parse_args_and_config(argv)
+    script_args, training_args, model_args = TrlParser(RECIPE_CLASSES["sft"]).parse_args_and_config(argv)
     # The stage pushes the finished folder itself, after its card; the Trainer must not
     # create a repository or push half-trained checkpoints along the way.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False

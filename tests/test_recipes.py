@@ -98,3 +98,12 @@ def test_command_line_reports_failures_with_exit_code_1(tmp_path, capsys):
     assert main(["--root", str(tmp_path)]) == 1
     assert "unknown key 'not_a_field'" in capsys.readouterr().err
     assert main([str(REPO / "recipes/tiny/sft/config_lora.yaml")]) == 0
+
+
+def test_a_pretrain_recipe_gets_the_papers_defaults_for_what_it_leaves_out(tmp_path):
+    path = write_recipe(tmp_path, "model_name_or_path: outputs/tiny-model\n", stage="pretrain")
+    _, training_args, _ = check_recipe(path)
+    assert training_args.num_train_epochs == 1 and training_args.packing
+    assert training_args.packing_strategy == "wrapped"
+    _, sft_args, _ = check_recipe(write_recipe(tmp_path / "other", "model_name_or_path: x\n"))
+    assert sft_args.num_train_epochs == 3 and not sft_args.packing  # TRL's defaults, the paper's 3 epochs

@@ -5,8 +5,8 @@
 
 Which classes a file parses into depends on where it lives:
 
-* ``<recipe>/pretrain/*.yaml`` and ``<recipe>/sft/*.yaml``: the training classes
-  (:data:`asclepius.training.config.RECIPE_CLASSES`);
+* ``<recipe>/pretrain/*.yaml`` and ``<recipe>/sft/*.yaml``: the training classes of that
+  stage (:data:`asclepius.training.config.RECIPE_CLASSES`);
 * ``data.yaml``: :data:`asclepius.data.config.RECIPE_CLASSES`;
 * any other YAML (``eval.yaml``...): :data:`asclepius.evaluation.config.RECIPE_CLASSES`.
 
@@ -52,8 +52,9 @@ def recipe_kind(path: Path) -> str:
     return "evaluation"
 
 
-def recipe_classes(kind: str) -> tuple[type, ...] | None:
-    """The config classes of a kind of recipe, or None while the module owning them does not exist yet."""
+def recipe_classes(path: Path) -> tuple[type, ...] | None:
+    """The config classes of a recipe file, or None while the module owning them does not exist yet."""
+    kind = recipe_kind(path)
     module_name = CONFIG_MODULES[kind]
     try:
         module = importlib.import_module(module_name)
@@ -61,6 +62,8 @@ def recipe_classes(kind: str) -> tuple[type, ...] | None:
         if error.name is not None and module_name.startswith(error.name):
             return None
         raise
+    if kind == "training":  # one set of classes per stage
+        return tuple(module.RECIPE_CLASSES[path.parent.name])
     return tuple(module.RECIPE_CLASSES)
 
 
@@ -124,7 +127,7 @@ def check_recipe(path: str | Path, *, gpu_available: bool | None = None) -> tupl
     from trl import TrlParser
 
     path = Path(path)
-    classes = recipe_classes(recipe_kind(path))
+    classes = recipe_classes(path)
     if classes is None:
         return None
     try:

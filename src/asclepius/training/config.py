@@ -1,10 +1,11 @@
 """Settings of the two training stages, parsed from ``recipes/<name>/{pretrain,sft}/*.yaml``.
 
-A recipe file is exactly three dataclasses (``RECIPE_CLASSES``): TRL's ``SFTConfig`` and
-``ModelConfig`` unchanged, plus :class:`TrainScriptArguments`, which extends TRL's
-``ScriptArguments`` with what this project needs on top (the held-out split, column
-names, the learning-signal check). ``make check-recipes`` parses every training recipe
-with these classes, so a misspelt key fails before a GPU is rented.
+A recipe file is exactly three dataclasses (``RECIPE_CLASSES[stage]``): TRL's
+``ModelConfig``; TRL's ``SFTConfig`` (for pretraining, :class:`PretrainConfig`, the same
+with the paper's defaults for that stage); and :class:`TrainScriptArguments`, which
+extends TRL's ``ScriptArguments`` with what this project needs on top (the held-out
+split, column names, the learning-signal check). ``make check-recipes`` parses every
+training recipe with these classes, so a misspelt key fails before a GPU is rented.
 """
 
 from __future__ import annotations
@@ -67,8 +68,31 @@ class TrainScriptArguments(ScriptArguments):
             )
 
 
+@dataclass
+class PretrainConfig(SFTConfig):
+    """``SFTConfig`` whose defaults are the paper's continued pretraining: one epoch over notes
+    joined with EOS and cut into fixed blocks. A recipe that leaves these out still gets them."""
+
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the notes (the paper: 1)."})
+    packing: bool = field(
+        default=True,
+        metadata={"help": "Join notes (each followed by EOS) and cut them into max_length blocks."},
+    )
+    packing_strategy: str = field(
+        default="wrapped",
+        metadata={
+            "help": "'wrapped' (the paper's method: fixed blocks, cut mid-note), 'bfd' (best-fit packing, "
+            "each note attends only to itself; fastest on GPU with flash attention) or 'bfd_split'.",
+            "choices": ["bfd", "bfd_split", "wrapped"],
+        },
+    )
+
+
 # Every YAML under recipes/*/pretrain/ and recipes/*/sft/ parses into exactly these classes.
-RECIPE_CLASSES = (TrainScriptArguments, SFTConfig, ModelConfig)
+RECIPE_CLASSES = {
+    "pretrain": (TrainScriptArguments, PretrainConfig, ModelConfig),
+    "sft": (TrainScriptArguments, SFTConfig, ModelConfig),
+}
 
 
 @dataclass
