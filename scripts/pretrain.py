@@ -10,18 +10,14 @@ language modelling. Any recipe key can be overridden on the command line.
 
 A rerun resumes from the last complete checkpoint in ``output_dir``. The folder is
 finished when its README.md (the model card) exists; it is written last, and a rerun
-on a finished folder does nothing. With a test
-split (or ``test_ratio``), held-out note perplexity before and after training is
-printed and written to ``output_dir/.asclepius/metrics.json``.
+on a finished folder does nothing. With a test split (or ``test_ratio``), held-out note
+perplexity before and after training is printed and written to
+``output_dir/.asclepius/metrics.json``.
 """
 
 from __future__ import annotations
 
-import logging
-
 from asclepius.errors import run_stage
-
-logger = logging.getLogger("pretrain")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,24 +25,15 @@ def main(argv: list[str] | None = None) -> None:
     from trl import TrlParser
 
     from asclepius import hub
-    from asclepius.training import card, metrics
+    from asclepius.training import metrics, stage
     from asclepius.training.config import RECIPE_CLASSES
     from asclepius.training.formatting import load_train_and_test, unique_notes
     from asclepius.training.tokenizer import load_tokenizer
     from asclepius.training.trainer import build_trainer, eval_model_kwargs, save_final_model, train_resuming
 
     script_args, training_args, model_args = TrlParser(RECIPE_CLASSES["pretrain"]).parse_args_and_config(argv)
-    # The stage pushes the finished folder itself, after its card; the Trainer must not
-    # create a repository or push half-trained checkpoints along the way.
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    if push_to_hub and not training_args.hub_model_id:
-        raise ValueError("--push_to_hub needs --hub_model_id")
-    if hub.is_finished(training_args.output_dir):
-        logger.info(
-            "%s is finished (it has its model card); nothing to do. Remove its README.md to train on "
-            "from its last checkpoint, or choose another --output_dir.",
-            training_args.output_dir,
-        )
+    push_to_hub = stage.take_over_push(training_args)
+    if stage.already_finished(training_args.output_dir):
         return
     set_seed(training_args.seed)
 
@@ -64,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
         unique_notes(test_rows, script_args.note_column, script_args.dataset_name) if test_rows else None
     )
 
-    # 2. Tokenizer (pad never = bos) and trainer; the model loads inside TRL from the recipe.
+    # 2. Tokenizer (pad never = bos) and trainer; TRL loads the model named in the recipe,
+    #    adds EOS to each note, tokenizes, and packs (wrapped: fixed blocks).
     tokenizer = load_tokenizer(
         model_args.model_name_or_path,
         revision=model_args.model_revision,
@@ -90,56 +78,30 @@ def main(argv: list[str] | None = None) -> None:
     # 4. Save a model that loads with from_pretrained (collective under FSDP/DeepSpeed).
     save_final_model(trainer)
 
-    # 5. Learning signal, model card (written last), then the push.
-    if trainer.accelerator.is_main_process:
-        signal = None
-        if script_args.learning_signal and test_notes is not None and len(test_notes):
-            signal = metrics.note_perplexity_signal(
-                model_args.model_name_or_path,
-                training_args.output_dir,
-                tokenizer,
-                test_notes["text"][: script_args.max_eval_examples],
-                max_length=training_args.max_length,
-                model_kwargs=eval_model_kwargs(model_args, training_args),
-            )
-            trainer.log(dict(signal))  # log() adds keys to the dict it gets
-            logger.info(
-                "held-out note perplexity: %.2f before, %.2f after (%.0f%% lower)",
-                signal["heldout_note_perplexity_before"],
-                signal["heldout_note_perplexity_after"],
-                100 * signal["heldout_note_perplexity_reduction"],
-            )
-        metrics.update_metrics(
+    # 5. Learning signal: held-out note perplexity of the base model and of this one.
+    signal = None
+    if trainer.accelerator.is_main_process and script_args.learning_signal and test_notes:
+        signal = metrics.note_perplexity_signal(
+            model_args.model_name_or_path,
             training_args.output_dir,
-            {
-                "stage": "pretrain",
-                "resumed_from_checkpoint": resumed_from,
-                **result.metrics,
-                **(signal or {}),
-            },
+            tokenizer,
+            test_notes["text"][: script_args.max_eval_examples],
+            max_length=training_args.max_length,
+            model_kwargs=eval_model_kwargs(model_args, training_args),
         )
-        facts = card.gather_facts(
-            stage="pretrain",
-            script_args=script_args,
-            training_args=training_args,
-            model_args=model_args,
-            train_metrics=result.metrics,
-            log_history=trainer.state.log_history,
-            num_train_examples=len(train_notes),
-            learning_signal=signal,
-        )
-        card.render_card(training_args.output_dir, facts)
-    trainer.accelerator.wait_for_everyone()
-    trainer.end()
 
-    if push_to_hub and trainer.accelerator.is_main_process:
-        url = hub.push_folder(
-            training_args.output_dir,
-            training_args.hub_model_id,
-            repo_type="model",
-            private=bool(training_args.hub_private_repo),
-        )
-        logger.info("pushed to %s", url)
+    # 6. Metrics, the model card (written last: the folder is now finished), the push.
+    stage.finish(
+        trainer,
+        stage="pretrain",
+        script_args=script_args,
+        model_args=model_args,
+        train_metrics=result.metrics,
+        resumed_from=resumed_from,
+        num_train_examples=len(train_notes),
+        signal=signal,
+        push_to_hub=push_to_hub,
+    )
 
 
 if __name__ == "__main__":

@@ -12,18 +12,14 @@ the full model (``load_in_4bit: true`` for QLoRA); ``scripts/merge_adapter.py`` 
 
 A rerun resumes from the last complete checkpoint in ``output_dir``. The folder is
 finished when its README.md (the model card) exists; it is written last, and a rerun
-on a finished folder does nothing. With a test
-split (or ``test_ratio``), the held-out answer loss of the starting model and of the
-tuned one is printed and written to ``output_dir/.asclepius/metrics.json``.
+on a finished folder does nothing. With a test split (or ``test_ratio``), the held-out
+answer loss of the starting model and of the tuned one is printed and written to
+``output_dir/.asclepius/metrics.json``.
 """
 
 from __future__ import annotations
 
-import logging
-
 from asclepius.errors import run_stage
-
-logger = logging.getLogger("sft")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,29 +27,20 @@ def main(argv: list[str] | None = None) -> None:
     from trl import TrlParser
 
     from asclepius import hub
-    from asclepius.training import card, metrics
+    from asclepius.training import metrics, stage
     from asclepius.training.config import RECIPE_CLASSES
     from asclepius.training.formatting import load_train_and_test, to_prompt_completion, tokenize_for_sft
     from asclepius.training.tokenizer import load_tokenizer
     from asclepius.training.trainer import build_trainer, eval_model_kwargs, save_final_model, train_resuming
 
     script_args, training_args, model_args = TrlParser(RECIPE_CLASSES["sft"]).parse_args_and_config(argv)
-    # The stage pushes the finished folder itself, after its card; the Trainer must not
-    # create a repository or push half-trained checkpoints along the way.
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    if push_to_hub and not training_args.hub_model_id:
-        raise ValueError("--push_to_hub needs --hub_model_id")
-    if hub.is_finished(training_args.output_dir):
-        logger.info(
-            "%s is finished (it has its model card); nothing to do. Remove its README.md to train on "
-            "from its last checkpoint, or choose another --output_dir.",
-            training_args.output_dir,
-        )
+    push_to_hub = stage.take_over_push(training_args)
+    if stage.already_finished(training_args.output_dir):
         return
     set_seed(training_args.seed)
 
-    # 1. Rows -> (prompt, completion), tokenized so the prompt's tokens are exactly those
-    #    the model sees at inference and only the answer and its EOS carry a loss.
+    # 1. Rows -> (prompt, completion), tokenized so that the prompt's tokens are exactly
+    #    those the model sees at inference and only the answer and its EOS carry a loss.
     tokenizer = load_tokenizer(
         model_args.model_name_or_path,
         revision=model_args.model_revision,
@@ -74,10 +61,12 @@ def main(argv: list[str] | None = None) -> None:
         answer_column=script_args.answer_column,
         source=script_args.dataset_name,
     )
-    train_dataset = tokenize_for_sft(to_prompt_completion(train_rows, **columns), tokenizer)
-    eval_dataset = None
-    if test_rows and training_args.eval_strategy != "no":
-        eval_dataset = tokenize_for_sft(to_prompt_completion(test_rows, **columns), tokenizer)
+    # The main process tokenizes first and caches; the others then read its cache.
+    with training_args.main_process_first(desc="tokenizing the dataset"):
+        train_dataset = tokenize_for_sft(to_prompt_completion(train_rows, **columns), tokenizer)
+        eval_dataset = None
+        if test_rows and training_args.eval_strategy != "no":
+            eval_dataset = tokenize_for_sft(to_prompt_completion(test_rows, **columns), tokenizer)
 
     # 2. Trainer: full fine-tuning, or LoRA/QLoRA when the recipe sets use_peft.
     trainer = build_trainer(
@@ -99,58 +88,37 @@ def main(argv: list[str] | None = None) -> None:
     # 4. Save the model (or adapter) and tokenizer (collective under FSDP/DeepSpeed).
     save_final_model(trainer)
 
-    # 5. Learning signal, model card (written last), then the push.
-    if trainer.accelerator.is_main_process:
-        signal = None
-        if script_args.learning_signal and test_rows is not None and len(test_rows):
-            heldout = test_rows.select(
-                range(min(len(test_rows), script_args.max_eval_examples or len(test_rows)))
-            )
-            signal = metrics.answer_loss_signal(
-                model_args.model_name_or_path,
-                training_args.output_dir,
-                tokenizer,
-                {
-                    "note": heldout[script_args.note_column],
-                    "question": heldout[script_args.question_column],
-                    "answer": heldout[script_args.answer_column],
-                },
-                max_length=training_args.max_length,
-                model_kwargs=eval_model_kwargs(model_args, training_args),
-            )
-            trainer.log(dict(signal))  # log() adds keys to the dict it gets
-            logger.info(
-                "held-out answer loss: %.3f before, %.3f after (%.0f%% lower)",
-                signal["heldout_answer_loss_before"],
-                signal["heldout_answer_loss_after"],
-                100 * signal["heldout_answer_loss_reduction"],
-            )
-        metrics.update_metrics(
+    # 5. Learning signal: held-out answer loss of the starting model and of this one.
+    signal = None
+    if trainer.accelerator.is_main_process and script_args.learning_signal and test_rows:
+        heldout = test_rows.select(
+            range(min(len(test_rows), script_args.max_eval_examples or len(test_rows)))
+        )
+        signal = metrics.answer_loss_signal(
+            model_args.model_name_or_path,
             training_args.output_dir,
-            {"stage": "sft", "resumed_from_checkpoint": resumed_from, **result.metrics, **(signal or {})},
+            tokenizer,
+            {
+                "note": heldout[script_args.note_column],
+                "question": heldout[script_args.question_column],
+                "answer": heldout[script_args.answer_column],
+            },
+            max_length=training_args.max_length,
+            model_kwargs=eval_model_kwargs(model_args, training_args),
         )
-        facts = card.gather_facts(
-            stage="sft",
-            script_args=script_args,
-            training_args=training_args,
-            model_args=model_args,
-            train_metrics=result.metrics,
-            log_history=trainer.state.log_history,
-            num_train_examples=len(train_dataset),
-            learning_signal=signal,
-        )
-        card.render_card(training_args.output_dir, facts)
-    trainer.accelerator.wait_for_everyone()
-    trainer.end()
 
-    if push_to_hub and trainer.accelerator.is_main_process:
-        url = hub.push_folder(
-            training_args.output_dir,
-            training_args.hub_model_id,
-            repo_type="model",
-            private=bool(training_args.hub_private_repo),
-        )
-        logger.info("pushed to %s", url)
+    # 6. Metrics, the model card (written last: the folder is now finished), the push.
+    stage.finish(
+        trainer,
+        stage="sft",
+        script_args=script_args,
+        model_args=model_args,
+        train_metrics=result.metrics,
+        resumed_from=resumed_from,
+        num_train_examples=len(train_dataset),
+        signal=signal,
+        push_to_hub=push_to_hub,
+    )
 
 
 if __name__ == "__main__":

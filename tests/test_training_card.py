@@ -81,3 +81,15 @@ def test_a_model_trained_on_mimic_data_inherits_the_licence_and_cannot_go_public
     with pytest.raises(hub.MimicPublicPushError):
         hub.check_push_allowed(tmp_path / "out", private=False)
     hub.check_push_allowed(tmp_path / "out", private=True)
+
+
+def test_the_learning_signal_reads_as_one_line():
+    from asclepius.training.stage import describe_signal
+
+    signal = {
+        "heldout_note_perplexity_before": 4017.39,
+        "heldout_note_perplexity_after": 481.88,
+        "heldout_note_perplexity_reduction": 0.88,
+        "heldout_notes": 5,
+    }
+    assert describe_signal(signal) == "held-out note perplexity: 4017.390 before, 481.880 after (88% lower)"

@@ -112,7 +112,7 @@ def answer_examples(
 ) -> list[dict[str, list[int]]]:
     """Prompt + answer + EOS, labelled on the answer and EOS only, as instruction tuning sees them.
 
-    Like training, sequences are cut at ``max_length`` from the end; a row whose answer
+    Like training, a sequence keeps its first ``max_length`` tokens; a row whose answer
     falls entirely past the cut has nothing to score and is skipped.
     """
     examples = []
