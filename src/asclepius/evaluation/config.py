@@ -180,7 +180,7 @@ class EvaluationArguments:
         metadata={"help": "Score only the notes that are not flagged (default: flag and report)."},
     )
     bootstrap_samples: int = field(
-        default=1000, metadata={"help": "Bootstrap resamples for the 95% intervals."}
+        default=1000, metadata={"help": "Bootstrap resamples for the 95%% intervals."}
     )
     bootstrap_seed: int = field(
         default=0, metadata={"help": "Seed of the bootstrap (intervals are reproducible)."}
