@@ -209,7 +209,8 @@ def run_step(step: Step, log_dir: Path) -> None:
         )
         for line in process.stdout:
             log.write(line)
-            if not line.startswith(("\r",)) and "it/s]" not in line and "s/it]" not in line:
+            # Progress bars stay in the log; the console gets the stage's story.
+            if "%|" not in line and line.strip():
                 sys.stdout.write(f"  {step.name} | {line}")
         code = process.wait()
     step.seconds = time.perf_counter() - start
