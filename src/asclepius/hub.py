@@ -122,6 +122,20 @@ def write_dataset_configs(
     return entries
 
 
+def _render_card(
+    kind: str, output_dir, template: str, card_data: Mapping[str, Any], context: Mapping[str, Any]
+) -> Path:
+    from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
+
+    card_cls, data_cls = (DatasetCard, DatasetCardData) if kind == "dataset" else (ModelCard, ModelCardData)
+    card = card_cls.from_template(
+        data_cls(**dict(card_data)), template_path=str(CARD_DIR / template), **dict(context)
+    )
+    path = Path(output_dir) / CARD_NAME
+    atomic_write_text(path, str(card))
+    return path
+
+
 def render_dataset_card(
     output_dir: str | os.PathLike,
     *,
@@ -130,13 +144,7 @@ def render_dataset_card(
     context: Mapping[str, Any],
 ) -> Path:
     """Render ``data_cards/<template>`` with YAML ``card_data`` and write it LAST, atomically."""
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    data = DatasetCardData(**dict(card_data))
-    card = DatasetCard.from_template(data, template_path=str(CARD_DIR / template), **dict(context))
-    path = Path(output_dir) / CARD_NAME
-    atomic_write_text(path, str(card))
-    return path
+    return _render_card("dataset", output_dir, template, card_data, context)
 
 
 def render_model_card(
@@ -147,13 +155,7 @@ def render_model_card(
     context: Mapping[str, Any],
 ) -> Path:
     """Render ``data_cards/<template>`` as a model card (YAML ``card_data``) and write it atomically."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    data = ModelCardData(**dict(card_data))
-    card = ModelCard.from_template(data, template_path=str(CARD_DIR / template), **dict(context))
-    path = Path(output_dir) / CARD_NAME
-    atomic_write_text(path, str(card))
-    return path
+    return _render_card("model", output_dir, template, card_data, context)
 
 
 def read_card_metadata(folder: str | os.PathLike) -> dict:
