@@ -218,10 +218,11 @@ def run_step(step: Step, log_dir: Path) -> None:
         raise RuntimeError(f"demo step {step.name!r} failed with exit code {code}; see {log_path}")
 
 
-def _rows(folder: Path, config: str | None = None) -> dict[str, int]:
-    from datasets import load_dataset
+def _rows(folder: Path) -> dict[str, int]:
+    # load_any, not load_dataset(folder): datasets' cache would serve a same-named earlier folder.
+    from asclepius.data.loading import load_any
 
-    return {split: ds.num_rows for split, ds in load_dataset(str(folder), config).items()}
+    return {split: ds.num_rows for split, ds in load_any(str(folder)).items()}
 
 
 def _training_facts(folder: Path) -> dict:
