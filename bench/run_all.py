@@ -35,7 +35,12 @@ def run_benchmark(script: Path, extra: list[str]) -> tuple[list[dict], float, in
     start = time.perf_counter()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
-        [sys.executable, str(script), *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, str(script), *extra],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     results = []
     for line in process.stdout:
@@ -63,12 +68,17 @@ def render(rows: list[tuple[str, dict]], timings: dict[str, float]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for script, result in rows:
-        spread = " / ".join(fmt(result.get(k)) for k in ("min", "median", "max")) if "median" in result else ""
+        spread = (
+            " / ".join(fmt(result.get(k)) for k in ("min", "median", "max")) if "median" in result else ""
+        )
         lines.append(
             f"| `{script}` | {result['name']} | {fmt(result.get('value'))} | {fmt(result.get('baseline'))} "
             f"| {fmt(result.get('ratio'))} | {result.get('goal', '')} | {fmt(result.get('met'))} | {spread} |"
         )
-    lines += ["", "Wall time per benchmark: " + ", ".join(f"`{k}` {v:.0f} s" for k, v in timings.items()) + "."]
+    lines += [
+        "",
+        "Wall time per benchmark: " + ", ".join(f"`{k}` {v:.0f} s" for k, v in timings.items()) + ".",
+    ]
     return "\n".join(lines)
 
 
@@ -85,7 +95,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="pass --quick to every benchmark")
     parser.add_argument("--only", nargs="*", help="benchmark file names to run (default: all)")
     args = parser.parse_args()
-    scripts = sorted(p for p in (ROOT / "bench").glob("*.py") if p.name not in GPU_ONLY | {Path(__file__).name})
+    scripts = sorted(
+        p for p in (ROOT / "bench").glob("*.py") if p.name not in GPU_ONLY | {Path(__file__).name}
+    )
     if args.only:
         scripts = [p for p in scripts if p.name in args.only or p.stem in args.only]
     rows, timings, failed = [], {}, []
@@ -97,8 +109,14 @@ def main() -> int:
         if code != 0 or not results:
             failed.append(script.name)
     table = render(rows, timings)
-    text = BENCHMARKS_MD.read_text(encoding="utf-8") if BENCHMARKS_MD.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: f"{BEGIN}\n{table}\n{END}", text, flags=re.S)
+    text = (
+        BENCHMARKS_MD.read_text(encoding="utf-8")
+        if BENCHMARKS_MD.exists()
+        else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    )
+    text = re.sub(
+        re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: f"{BEGIN}\n{table}\n{END}", text, flags=re.S
+    )
     BENCHMARKS_MD.write_text(text, encoding="utf-8")
     print(f"\n{table}\n\nwrote {BENCHMARKS_MD}")
     if failed:
