@@ -38,9 +38,7 @@ def main() -> None:
     data_args: DataArguments
     output_dir = data_args.output_path(data_args.mimic_notes_dir)
     stage = DatasetStage(output_dir, overwrite=data_args.overwrite)
-    push = dict(
-        push_to_hub=data_args.push_to_hub, hub_dataset_id=data_args.hub_dataset_id, private=data_args.private
-    )
+    push = data_args.push_options
     if stage.already_finished():
         push_if_asked(output_dir, **push)
         return

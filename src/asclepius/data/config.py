@@ -168,6 +168,11 @@ class DataArguments:
             )
         return Path(target)
 
+    @property
+    def push_options(self) -> dict:
+        """The push flags, as ``stage.push_if_asked`` takes them."""
+        return dict(push_to_hub=self.push_to_hub, hub_dataset_id=self.hub_dataset_id, private=self.private)
+
     def input_path(self, default: str | None) -> str:
         """The stage's input: --input, else the recipe's default for the stage."""
         source = self.input or default
