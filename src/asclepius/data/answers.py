@@ -19,7 +19,7 @@ from asclepius import prompts
 from asclepius.data import filters
 from asclepius.data.readers import check_int, check_text
 from asclepius.data.splits import split_by_patient
-from asclepius.data.stage import SOURCE_ROW, kept_rows
+from asclepius.data.stage import PROVENANCE_FEATURES, SOURCE_ROW, kept_rows, provenance
 from asclepius.engine import Request, Result
 from asclepius.errors import InputError
 from asclepius.tasks import TASKS
@@ -35,12 +35,7 @@ ANSWER_FEATURES = Features(
         "drop_reason": Value("string"),
         "ungrounded_values": List(Value("string")),
         "grounded": Value("bool"),
-        "error": Value("string"),
-        "finish_reason": Value("string"),
-        "prompt_tokens": Value("int64"),
-        "completion_tokens": Value("int64"),
-        "teacher_model": Value("string"),
-        "prompt_hash": Value("string"),
+        **PROVENANCE_FEATURES,
         SOURCE_ROW: Value("int64"),
     }
 )
@@ -118,12 +113,9 @@ class AnswerGeneration:
                     "drop_reason": problem,
                     "ungrounded_values": ungrounded,
                     "grounded": not ungrounded,
-                    "error": result.error,
-                    "finish_reason": result.finish_reason,
-                    "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-                    "completion_tokens": int(usage.get("completion_tokens") or 0),
-                    "teacher_model": self.teacher_model,
-                    "prompt_hash": prompts.ANSWER_PROMPT_HASH,
+                    **provenance(
+                        result, teacher_model=self.teacher_model, prompt_hash=prompts.ANSWER_PROMPT_HASH
+                    ),
                     SOURCE_ROW: meta["index"],
                 }
             )

@@ -19,7 +19,7 @@ from asclepius import prompts
 from asclepius.data import filters
 from asclepius.data.case_reports import CaseReport
 from asclepius.data.config import CONTEXT_SAFETY_MARGIN, MIN_NOTE_TOKENS
-from asclepius.data.stage import SOURCE_ROW, kept_rows
+from asclepius.data.stage import PROVENANCE_FEATURES, SOURCE_ROW, kept_rows, provenance
 from asclepius.engine import Request, Result
 from asclepius.engine.request import estimate_prompt_tokens
 
@@ -40,13 +40,8 @@ NOTE_FEATURES = Features(
         "patient_uid": Value("string"),
         "case_report": Value("string"),
         "note": Value("string"),
-        "teacher_model": Value("string"),
-        "prompt_hash": Value("string"),
-        "finish_reason": Value("string"),
-        "prompt_tokens": Value("int64"),
-        "completion_tokens": Value("int64"),
         "drop_reason": Value("string"),
-        "error": Value("string"),
+        **PROVENANCE_FEATURES,
         SOURCE_ROW: Value("int64"),
     }
 )
@@ -112,13 +107,8 @@ class NoteSynthesis:
                 "patient_uid": report.patient_uid,
                 "case_report": report.text,
                 "note": note,
-                "teacher_model": self.teacher_model,
-                "prompt_hash": prompts.NOTE_PROMPT_HASH,
-                "finish_reason": result.finish_reason if result is not None else None,
-                "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-                "completion_tokens": int(usage.get("completion_tokens") or 0),
                 "drop_reason": drop_reason,
-                "error": result.error if result is not None else None,
+                **provenance(result, teacher_model=self.teacher_model, prompt_hash=prompts.NOTE_PROMPT_HASH),
                 SOURCE_ROW: report.row,
             }
         )

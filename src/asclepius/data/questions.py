@@ -27,7 +27,7 @@ from datasets import Dataset, Features, Value
 from asclepius import prompts
 from asclepius.data import filters
 from asclepius.data.readers import check_int, check_text
-from asclepius.data.stage import SOURCE_ROW, kept_rows
+from asclepius.data.stage import PROVENANCE_FEATURES, SOURCE_ROW, kept_rows, provenance
 from asclepius.engine import Request, Result
 from asclepius.tasks import SEED_QUESTIONS, TASKS
 
@@ -41,12 +41,7 @@ QUESTION_FEATURES = Features(
         "raw_question": Value("string"),
         "rouge_l_to_pool": Value("float32"),
         "drop_reason": Value("string"),
-        "error": Value("string"),
-        "finish_reason": Value("string"),
-        "prompt_tokens": Value("int64"),
-        "completion_tokens": Value("int64"),
-        "teacher_model": Value("string"),
-        "prompt_hash": Value("string"),
+        **PROVENANCE_FEATURES,
         SOURCE_ROW: Value("int64"),
     }
 )
@@ -200,12 +195,9 @@ class QuestionBootstrap:
                     "raw_question": result.content,
                     "rouge_l_to_pool": similarity,
                     "drop_reason": problem,
-                    "error": result.error,
-                    "finish_reason": result.finish_reason,
-                    "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-                    "completion_tokens": int(usage.get("completion_tokens") or 0),
-                    "teacher_model": self.teacher_model,
-                    "prompt_hash": prompts.QUESTION_PROMPT_HASH,
+                    **provenance(
+                        result, teacher_model=self.teacher_model, prompt_hash=prompts.QUESTION_PROMPT_HASH
+                    ),
                     SOURCE_ROW: meta["index"],
                 }
             )

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, Features
+from datasets import Dataset, Features, Value
 
 from asclepius import hub
 from asclepius.data.loading import load_any
@@ -31,6 +31,29 @@ from asclepius.errors import InputError
 logger = logging.getLogger(__name__)
 
 SOURCE_ROW = "source_row"  # position of a row's input, used to restore input order
+
+# What every teacher call leaves on its row (shown in the annotated config, counted in the card).
+PROVENANCE_FEATURES = {
+    "error": Value("string"),
+    "finish_reason": Value("string"),
+    "prompt_tokens": Value("int64"),
+    "completion_tokens": Value("int64"),
+    "teacher_model": Value("string"),
+    "prompt_hash": Value("string"),
+}
+
+
+def provenance(result: Any, *, teacher_model: str, prompt_hash: str) -> dict[str, Any]:
+    """The PROVENANCE_FEATURES values of one engine Result (None: the request was never sent)."""
+    usage = (result.usage if result is not None else None) or {}
+    return {
+        "error": result.error if result is not None else None,
+        "finish_reason": result.finish_reason if result is not None else None,
+        "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+        "completion_tokens": int(usage.get("completion_tokens") or 0),
+        "teacher_model": teacher_model,
+        "prompt_hash": prompt_hash,
+    }
 
 
 @dataclass
