@@ -45,6 +45,23 @@ class Secret:
     __str__ = __repr__
 
 
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+def resolve_base_url(args: EngineArguments) -> str:
+    """The URL the client will really call, resolved as the openai client resolves it.
+
+    ``--base_url`` first; without it the openai client reads ``OPENAI_BASE_URL`` (or, for
+    Azure, ``AZURE_OPENAI_ENDPOINT``) and falls back to api.openai.com. Governance checks
+    this value, never the flag alone, so an environment variable cannot route notes elsewhere.
+    """
+    if args.base_url:
+        return args.base_url
+    if args.azure_api_version:
+        return os.environ.get("AZURE_OPENAI_ENDPOINT") or ""
+    return os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE_URL
+
+
 def is_local(base_url: str | None) -> bool:
     host = urlparse(base_url).hostname if base_url else None
     return bool(host) and (host in _LOCAL_HOSTS or host.endswith(".localhost"))
