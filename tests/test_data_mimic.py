@@ -177,7 +177,7 @@ def test_prepare_mimic_writes_a_private_notes_folder(mimic_notes, tmp_path):
 
 def test_mimic_folder_is_never_pushed_publicly(mimic_notes, tmp_path):
 
-    with pytest.raises(hub.MimicPublicPushError):
+    with pytest.raises(InputError, match="public repository"):
         hub.push_folder(mimic_notes, "someone/mimic-notes", private=False)
     # Through the script, on the finished folder: one line, exit 2, nothing uploaded.
     process = run_prepare(
@@ -230,5 +230,5 @@ def test_questions_from_mimic_notes_are_mimic_derived(mimic_notes, tmp_path):
     metadata = hub.read_card_metadata(output)
     assert metadata["mimic_derived"] is True and metadata["license"] == "other"
     assert "mimic" in metadata["tags"] and "synthetic" in metadata["tags"]
-    with pytest.raises(hub.MimicPublicPushError):
+    with pytest.raises(InputError, match="public repository"):
         hub.push_folder(output, "someone/q", private=False)

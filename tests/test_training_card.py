@@ -8,7 +8,9 @@ import pytest
 from trl import ModelConfig, SFTConfig
 
 from asclepius import hub
+from asclepius.errors import InputError
 from asclepius.prompts import INFERENCE_PROMPT
+from asclepius.stage import check_push, classify
 from asclepius.training import card
 from asclepius.training.config import TrainScriptArguments
 
@@ -78,9 +80,9 @@ def test_a_model_trained_on_mimic_data_inherits_the_licence_and_cannot_go_public
     metadata = hub.read_card_metadata(tmp_path / "out")
     assert metadata["license"] == "other" and metadata["license_name"] == hub.MIMIC_LICENSE_NAME
     assert "datasets" not in metadata, "a local folder is not a Hub dataset id"
-    with pytest.raises(hub.MimicPublicPushError):
-        hub.check_push_allowed(tmp_path / "out", private=False)
-    hub.check_push_allowed(tmp_path / "out", private=True)
+    with pytest.raises(InputError, match="public repository"):
+        check_push(classify(tmp_path / "out"), push=True, private=False)
+    check_push(classify(tmp_path / "out"), push=True, private=True)
 
 
 def test_the_learning_signal_reads_as_one_line():

@@ -1,6 +1,6 @@
 """Dataset cards and quality reports of the data stages.
 
-The card (``data_cards/dataset_card.md``, rendered with huggingface_hub's DatasetCard)
+The card (the package template ``dataset_card.md``, rendered with huggingface_hub's DatasetCard)
 carries the Hub metadata (configs, licence, task categories, sizes, tags) and what a
 reader needs to trust the data: counts per task, rows dropped per reason, length
 statistics, teacher model, prompt hashes, date and citations. The quality report is
@@ -20,9 +20,10 @@ from datasets import Dataset
 
 from asclepius import hub
 from asclepius.data.stage import SourceInfo
+from asclepius.stage.cards import DATASET_TEMPLATE
+from asclepius.stage.cards import render_card as render_template
 from asclepius.tasks import TASKS
 
-CARD_TEMPLATE = "dataset_card.md"
 QUALITY_DIR = "quality"
 
 DROP_MEANINGS = {
@@ -275,7 +276,9 @@ def render_card(output_dir: Path, facts: CardFacts) -> Path:
         "citations": citations,
         "date": hub.today(),
     }
-    return hub.render_dataset_card(output_dir, template=CARD_TEMPLATE, card_data=card_data, context=context)
+    return render_template(
+        output_dir, kind="dataset", template=DATASET_TEMPLATE, card_data=card_data, context=context
+    )
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

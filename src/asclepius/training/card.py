@@ -2,7 +2,7 @@
 
 The facts are gathered once into a JSON-able dict, kept in ``.asclepius/card_facts.json``
 (so ``scripts/merge_adapter.py`` can re-render the card of a merged model), and rendered
-through ``data_cards/model_card.md`` with :func:`asclepius.hub.render_model_card`.
+through the package template ``model_card.md`` with :func:`asclepius.stage.cards.render_card`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from asclepius import hub
-from asclepius.prompts import INFERENCE_PROMPT, INFERENCE_PROMPT_HASH
+from asclepius.prompts import (
+    DEFAULT_PROMPT_FORMAT,
+    INFERENCE_PROMPT_HASH,
+    PROMPT_FORMAT_HASHES,
+    PROMPT_FORMATS,
+)
+from asclepius.stage.cards import MODEL_TEMPLATE
+from asclepius.stage.cards import render_card as render_template
 
 logger = logging.getLogger(__name__)
 
-TEMPLATE = "model_card.md"
 FACTS_FILE = "card_facts.json"
 STAGE_TITLES = {
     "pretrain": "continued pretraining on synthetic discharge summaries",
@@ -112,6 +118,8 @@ def gather_facts(
     losses = [entry for entry in log_history if "loss" in entry]
     steps = [entry["step"] for entry in log_history if "step" in entry]
     mimic = inherits_mimic(script_args.dataset_name, model_args.model_name_or_path)
+    # The bytes an sft model learned (readme or original); generate.py and `asclepius chat` read it back.
+    prompt_format = getattr(script_args, "prompt_format", DEFAULT_PROMPT_FORMAT) if stage == "sft" else None
     return {
         "stage": stage,
         "model_name": training_args.hub_model_id or Path(training_args.output_dir).name,
@@ -133,7 +141,8 @@ def gather_facts(
         },
         "hardware": hardware_description(world_size),
         "versions": package_versions(),
-        "prompt_hash": INFERENCE_PROMPT_HASH,
+        "prompt_format": prompt_format,
+        "prompt_hash": PROMPT_FORMAT_HASHES[prompt_format or DEFAULT_PROMPT_FORMAT],
         "date": hub.today(),
     }
 
@@ -155,6 +164,8 @@ def card_data(facts: dict[str, Any]) -> dict[str, Any]:
     }
     if facts["base_model"]:
         data["base_model"] = facts["base_model"]
+    if facts.get("prompt_format"):
+        data["prompt_format"] = facts["prompt_format"]
     if facts["dataset"] and not facts["dataset_is_local"]:
         data["datasets"] = [facts["dataset"]]
     if facts["mimic_derived"]:
@@ -189,14 +200,14 @@ def render_card(output_dir: str | Path, facts: dict[str, Any]) -> Path:
         **facts,
         "stage_title": STAGE_TITLES[facts["stage"]],
         "license_line": data.get("license_name", data["license"]),
-        "prompt": INFERENCE_PROMPT,
+        "prompt": PROMPT_FORMATS[facts.get("prompt_format") or DEFAULT_PROMPT_FORMAT],
         "hyperparameter_rows": table(facts["hyperparameters"]),
         "result_rows": table(facts["results"]),
         "version_line": ", ".join(f"{name} {number}" for name, number in facts["versions"].items()),
         "paper_citation": hub.PAPER_CITATION,
         "pmc_patients_citation": hub.PMC_PATIENTS_CITATION,
     }
-    path = hub.render_model_card(output_dir, template=TEMPLATE, card_data=data, context=context)
+    path = render_template(output_dir, kind="model", template=MODEL_TEMPLATE, card_data=data, context=context)
     logger.info("model card -> %s", path)
     return path
 

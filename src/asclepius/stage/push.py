@@ -1,0 +1,99 @@
+"""Upload a finished stage folder with the restricted-data policy applied; never a secret.
+
+What is never uploaded: the working state (``.asclepius/``: ledger, lock, staging),
+checkpoints, temporary files, ``training_args.bin`` (the Trainer pickles the whole
+``TrainingArguments`` into it, ``hub_token`` included) and any other pickle, and any
+file whose text holds a token-shaped string. Restricted or unknown data goes to a
+private repository only, and the repository's real visibility is checked after it is
+created (an existing public repository stays public under ``create_repo(private=True)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from asclepius.errors import InputError
+from asclepius.stage.files import WORK_DIR_NAME, is_finished
+from asclepius.stage.policy import check_push, check_visibility
+from asclepius.stage.provenance import Provenance, classify
+
+logger = logging.getLogger(__name__)
+
+NEVER_UPLOADED = [
+    f"{WORK_DIR_NAME}/*",
+    f"{WORK_DIR_NAME}/**",
+    "checkpoint-*/**",
+    "*.tmp",
+    "training_args.bin",
+    "**/training_args.bin",
+    "*.pkl",
+    "*.pickle",
+    "**/*.pkl",
+    "**/*.pickle",
+]
+# Text files scanned for secrets before an upload (weights and parquet are binary, not scanned).
+_TEXT_SUFFIXES = {".md", ".json", ".jsonl", ".txt", ".yaml", ".yml", ".cfg", ".ini", ".py", ".csv", ".log"}
+_SECRET = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,})")
+
+
+def files_with_secrets(folder: str | os.PathLike) -> list[Path]:
+    """Text files of ``folder`` (working state excluded) holding a Hub or OpenAI token."""
+    folder = Path(folder)
+    found = []
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder)
+        if (
+            not path.is_file()
+            or relative.parts[0] == WORK_DIR_NAME
+            or relative.parts[0].startswith("checkpoint-")
+        ):
+            continue
+        if path.suffix.lower() in _TEXT_SUFFIXES and _SECRET.search(
+            path.read_text(encoding="utf-8", errors="ignore")
+        ):
+            found.append(relative)
+    return found
+
+
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    repo_type: str = "dataset",
+    private: bool = False,
+    provenance: Provenance | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Upload a finished Hub-ready folder; returns the repo URL.
+
+    ``provenance`` defaults to what the folder itself says (fail closed: unknown is
+    restricted). The token comes from huggingface_hub's usual sources and is never logged.
+    """
+    from huggingface_hub import HfApi
+
+    provenance = provenance or classify(str(folder))
+    check_push(provenance, push=True, private=private, folder=str(folder))
+    if not is_finished(folder):
+        raise InputError(folder, "no README.md: the stage did not finish, nothing to push")
+    secrets = files_with_secrets(folder)
+    if secrets:
+        raise InputError(
+            folder, f"refusing to push: {secrets[0]} holds a token-shaped string", field="push_to_hub"
+        )
+    api = HfApi(token=token)
+    url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    if provenance.restricted:
+        check_visibility(api, repo_id, repo_type=repo_type)
+    api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        repo_type=repo_type,
+        ignore_patterns=NEVER_UPLOADED,
+        commit_message=commit_message or "Upload with the Asclepius recipe",
+    )
+    logger.info("pushed %s to %s", folder, url)
+    return str(url)
