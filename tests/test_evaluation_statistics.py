@@ -91,3 +91,71 @@ def test_rouge_l_and_lengths():
     assert result == {"rouge_l": 0.5, "n": 2}
     lengths = statistics.answer_lengths(["one two three", None, "one"])
     assert lengths == {"mean_words": 2.0, "median_words": 2.0, "answered": 2, "no_answer": 1}
+
+
+def test_non_answers_count_as_unacceptable_in_the_headline():
+    """A model answering 1 of 4 items must not score like one answering all 4 (issue 11, item 9)."""
+    from asclepius.evaluation.judging import Item
+
+    items = [Item(key=f"i{k}", note="n", question="q", task="Summarization", reference=None, patient_id=k,
+                  answers={"all": "yes", "one": "yes" if k == 0 else None}) for k in range(4)]  # fmt: skip
+    judged = [row(f"i{k}", "all", 4) for k in range(4)] + [row("i0", "one", 4, position=1)]
+    frame = statistics.scores_frame(judged + statistics.non_answer_rows(items, ["all", "one"], [0]))
+    means = statistics.mean_scores(frame, ["all", "one"], samples=200, seed=0)
+    assert means["all"]["mean_score"] == 4.0 and means["all"]["answer_rate"] == 1.0
+    assert means["one"]["mean_score"] == pytest.approx((4 + 1 + 1 + 1) / 4)  # not 4.0
+    assert means["one"]["mean_score_answered"] == 4.0 and means["one"]["answer_rate"] == 0.25
+    assert means["one"]["n_items"] == 4 and means["one"]["ci95"][0] < 4.0
+    wins = statistics.win_rates(frame, ["all", "one"])
+    assert (wins["all"]["one"]["wins"], wins["all"]["one"]["ties"]) == (3, 1)
+    # Non-answers are not judgements: neither missing nor in the score distribution or position bias.
+    assert statistics.missing(frame, ["one"])["by_model"]["one"]["judgements"] == 1
+    assert statistics.distribution(frame, ["one"])["one"] == {"1": 0, "2": 0, "3": 0, "4": 1}
+    assert statistics.position_bias(frame)["n_by_position"] == {"A": 4, "B": 1}
+
+
+def test_quadratic_kappa_matches_a_hand_computed_case():
+    # Observed weighted disagreement (0 + 1 + 1)/3 = 2/3, expected under independent margins
+    # sum((i-j)^2)/9 = 12/9 (weights' scale cancels): kappa = 1 - (2/3)/(12/9) = 0.5.
+    assert statistics.quadratic_kappa([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
+    assert statistics.quadratic_kappa([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
+    # Full reversal on 1..4: observed (9+1+1+9)/4 = 5, expected sum((i-j)^2)/16 = 40/16: kappa = 1 - 2 = -1.
+    assert statistics.quadratic_kappa([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # Near misses cost less than far ones: quadratic weights, unlike plain kappa.
+    assert statistics.quadratic_kappa([1, 2, 3, 4], [2, 3, 4, 4]) > statistics.quadratic_kappa(
+        [1, 2, 3, 4], [4, 1, 1, 2]
+    )
+
+
+def test_krippendorff_alpha_matches_the_published_example():
+    """Krippendorff (2011), 'Computing Krippendorff's Alpha-Reliability', 4 observers x 12 units: ordinal 0.815."""
+    nan = float("nan")
+    data = [[1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
+            [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
+            [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
+            [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan]]  # fmt: skip
+    assert statistics.ordinal_alpha(data, value_domain=[1, 2, 3, 4, 5]) == pytest.approx(0.815, abs=5e-4)
+    assert statistics.ordinal_alpha([[1, 2, 3, 4], [1, 2, 3, 4]]) == pytest.approx(1.0)
+    assert np.isnan(statistics.ordinal_alpha([[2, 2, 2], [2, 2, 2]]))  # no variation: undefined
+
+
+def test_spearman_matches_a_hand_computed_case():
+    # Rank differences 0, 1, -1, 0: rho = 1 - 6 * 2 / (4 * (16 - 1)) = 0.8.
+    assert statistics.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert np.isnan(statistics.spearman([1, 2, 3], [2, 2, 2]))
+
+
+def test_agreement_has_a_reproducible_bootstrap_interval_over_items():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(1, 5, size=60)
+    noisy = np.clip(truth + rng.integers(-1, 2, size=60), 1, 4)
+    table = pd.DataFrame({"item_id": np.repeat(np.arange(30), 2), "a": truth, "b": noisy})
+    for name in ("kappa", "spearman", "alpha"):
+        result = statistics.agreement(table, ["a", "b"], name, samples=300, seed=0)
+        assert result == statistics.agreement(table, ["a", "b"], name, samples=300, seed=0)
+        assert result["ci95"][0] <= result["value"] <= result["ci95"][1] and result["n_units"] == 60
+        assert 0.3 < result["value"] < 1.0
+    same = statistics.agreement(table, ["a", "a"], "kappa", samples=50, seed=0)
+    assert same["value"] == 1.0 and same["ci95"] == [1.0, 1.0]

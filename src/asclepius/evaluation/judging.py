@@ -62,6 +62,7 @@ class Item:
     reference: str | None
     patient_id: Any
     answers: dict[str, str | None]  # candidate name -> answer (None: it has none)
+    source: str | None = None  # the note corpus the item comes from (prepare_notes --source), if recorded
 
 
 @dataclass
@@ -150,6 +151,7 @@ def collect_items(
                 reference=reference,
                 patient_id=first.get("patient_id"),
                 answers=answers,
+                source=first.get("source"),
             )
         )
     if include_reference:
@@ -254,6 +256,7 @@ def score_rows(judgements: Sequence[Judgement]) -> list[dict[str, Any]]:
                 {
                     "item_id": item.key,
                     "task": item.task,
+                    "source": item.source,
                     "shuffle": judgement.shuffle,
                     "model": name,
                     "label": label,
@@ -276,6 +279,7 @@ def judgement_rows(judgements: Sequence[Judgement], *, seed: int) -> list[dict[s
                 "item_id": item.key,
                 "patient_id": None if item.patient_id is None else str(item.patient_id),
                 "task": item.task,
+                "source": item.source,
                 "question": item.question,
                 "shuffle": judgement.shuffle,
                 "shuffle_seed": f"{seed}:{item.key}:{judgement.shuffle}",

@@ -25,8 +25,32 @@ def build_results(
     bootstrap_samples: int,
     bootstrap_seed: int,
 ) -> dict[str, Any]:
-    """Every number of the report, per model and overall."""
-    frame = statistics.scores_frame(score_rows)
+    """Every number of the report, per model and overall, and broken down by source.
+
+    A candidate's non-answers count 1 (Unacceptable) in the headline numbers; the mean
+    over answered items and the answer rate sit beside them.
+    """
+    shuffles = sorted({int(row["shuffle"]) for row in score_rows}) or [0]
+    frame = statistics.scores_frame([*score_rows, *statistics.non_answer_rows(items, models, shuffles)])
+    results = _results_of(
+        frame, items, models, bootstrap_samples=bootstrap_samples, bootstrap_seed=bootstrap_seed
+    )
+    sources = sorted({str(item.source) for item in items if getattr(item, "source", None) is not None})
+    if sources:
+        results["by_source"] = {}
+        for source in sources:
+            part = [item for item in items if str(item.source) == source]
+            results["by_source"][source] = _results_of(
+                frame[frame["source"].astype(str) == source],
+                part,
+                models,
+                bootstrap_samples=bootstrap_samples,
+                bootstrap_seed=bootstrap_seed,
+            )
+    return results
+
+
+def _results_of(frame, items, models, *, bootstrap_samples: int, bootstrap_seed: int) -> dict[str, Any]:
     means = statistics.mean_scores(frame, models, samples=bootstrap_samples, seed=bootstrap_seed)
     by_task = statistics.mean_scores_by_task(frame, models, samples=bootstrap_samples, seed=bootstrap_seed)
     dist = statistics.distribution(frame, models)
@@ -183,19 +207,7 @@ def render_markdown(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
         f"Intervals: 95% bootstrap over items ({results['bootstrap']['samples']} resamples, seed "
         f"{results['bootstrap']['seed']}).",
         "",
-        "| model | mean score | 95% CI | items scored | missing judgements | no answer | ROUGE-L | mean words |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for model in models:
-        m = results["models"][model]
-        low, high = m["ci95"]
-        rouge = m["rougeL"]
-        lines.append(
-            f"| {model} | {_fmt(m['mean_score'])} | {_fmt(low)} - {_fmt(high)} | {m['n_items']} | "
-            f"{m['missing']['missing']}/{m['missing']['judgements']} | {m['lengths']['no_answer']} | {_fmt(rouge)} | "
-            f"{_fmt(m['lengths']['mean_words'], 1)} |"
-        )
-    lines += [
+        *_model_table(results),
         "",
         "### Score distribution",
         "",
@@ -205,35 +217,12 @@ def render_markdown(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
     for model in models:
         dist = results["models"][model]["distribution"]
         lines.append(f"| {model} | " + " | ".join(str(dist[str(s)]) for s in statistics.SCORES) + " |")
-    tasks = sorted({task for m in models for task in results["models"][m]["by_task"]})
-    if tasks:
-        lines += [
-            "",
-            "### By task (mean, 95% CI)",
-            "",
-            "| task | " + " | ".join(models) + " |",
-            "|---|" + "---|" * len(models),
-        ]
-        for task in tasks:
-            cells = []
-            for model in models:
-                entry = results["models"][model]["by_task"].get(task) or {}
-                low, high = entry.get("ci95", [None, None])
-                cells.append(
-                    f"{_fmt(entry.get('mean_score'))} ({_fmt(low)}-{_fmt(high)}, n={entry.get('n_items', 0)})"
-                )
-            lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    if len(models) > 1:
-        lines += [
-            "",
-            "### Pairwise win rates (row vs column, ties count half)",
-            "",
-            "| | " + " | ".join(models) + " |",
-            "|---|" + "---|" * len(models),
-        ]
-        for a in models:
-            cells = ["-" if a == b else _fmt(results["win_rates"][a][b]["win_rate"]) for b in models]
-            lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    lines += _task_table(results, "### By task (mean, 95% CI)")
+    lines += _win_table(results, "### Pairwise win rates (row vs column, ties count half)")
+    for source, part in (results.get("by_source") or {}).items():
+        lines += ["", f"### Source `{source}`", "", *_model_table(part)]
+        lines += _task_table(part, f"#### Source `{source}` by task")
+        lines += _win_table(part, f"#### Source `{source}`: pairwise win rates")
     missing, bias = results["missing"], results["position_bias"]
     reasons = ", ".join(f"{k}: {v}" for k, v in missing["by_reason"].items()) or "none"
     lines += [
@@ -241,7 +230,10 @@ def render_markdown(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
         "### Missing judgements",
         "",
         f"{missing['missing']} of {missing['judge_calls']} judge calls gave no readable scores "
-        f"(rate {_fmt(missing['rate'])}; {reasons}). Missing judgements are left out of every mean, never scored.",
+        f"(rate {_fmt(missing['rate'])}; {reasons}). Missing judgements are left out of every mean, never scored. "
+        "A candidate that gave no answer (failed or empty) is not judged and counts 1 (Unacceptable) on that item "
+        "in the mean score, its interval, the win rates and the model-index; the answer rate and the mean over "
+        "answered items are shown beside it.",
         "",
         "### Position bias",
         "",
@@ -274,6 +266,53 @@ def render_markdown(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
     if meta.get("plots"):
         lines += ["", "### Plots", ""] + [f"![{Path(p).stem}](plots/{Path(p).name})" for p in meta["plots"]]
     return "\n".join(lines) + "\n"
+
+
+def _model_table(results: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "| model | mean score | 95% CI | items | answer rate | mean over answered (95% CI) | missing judgements "
+        "| ROUGE-L | mean words |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model, m in results["models"].items():
+        low, high = m["ci95"]
+        a_low, a_high = m["ci95_answered"]
+        lines.append(
+            f"| {model} | {_fmt(m['mean_score'])} | {_fmt(low)} - {_fmt(high)} | {m['n_items']} | "
+            f"{_fmt(m['answer_rate'])} | {_fmt(m['mean_score_answered'])} ({_fmt(a_low)} - {_fmt(a_high)}) | "
+            f"{m['missing']['missing']}/{m['missing']['judgements']} | {_fmt(m['rougeL'])} | "
+            f"{_fmt(m['lengths']['mean_words'], 1)} |"
+        )
+    return lines
+
+
+def _task_table(results: Mapping[str, Any], title: str) -> list[str]:
+    models = list(results["models"])
+    tasks = sorted({task for m in models for task in results["models"][m]["by_task"]})
+    if not tasks:
+        return []
+    lines = ["", title, "", "| task | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for task in tasks:
+        cells = []
+        for model in models:
+            entry = results["models"][model]["by_task"].get(task) or {}
+            low, high = entry.get("ci95", [None, None])
+            cells.append(
+                f"{_fmt(entry.get('mean_score'))} ({_fmt(low)}-{_fmt(high)}, n={entry.get('n_items', 0)})"
+            )
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _win_table(results: Mapping[str, Any], title: str) -> list[str]:
+    models = list(results["models"])
+    if len(models) < 2:
+        return []
+    lines = ["", title, "", "| | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for a in models:
+        cells = ["-" if a == b else _fmt(results["win_rates"][a][b]["win_rate"]) for b in models]
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

@@ -5,6 +5,16 @@ shuffle and model; ``score`` None where the judgement is missing). A model's sco
 item is the mean of its readable scores over the shuffles; the bootstrap resamples
 items, the unit the evaluation set samples, with a fixed seed so the intervals are
 reproducible.
+
+A candidate that gave no answer (failed or empty) is not shown to the judge, but it did
+not complete the instruction: :func:`non_answer_rows` scores it 1 (Unacceptable) on that
+item, so the headline mean, interval, win rates and model-index of a model that answers
+1 of 4 items are not those of a model that answers all 4. ``answered`` tells these rows
+apart, for the mean over answered items and the answer rate.
+
+Agreement between raters (clinicians, the judge) uses maintained implementations:
+quadratic-weighted Cohen's kappa from scikit-learn, ordinal Krippendorff's alpha from
+``krippendorff``, Spearman's rho from SciPy, each with a bootstrap interval over items.
 """
 
 from __future__ import annotations
@@ -44,10 +54,50 @@ def scores_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         "num_candidates",
         "score",
         "missing_reason",
+        "source",
+        "answered",
     ]
     frame = pd.DataFrame(list(rows), columns=columns)
     frame["score"] = pd.to_numeric(frame["score"], errors="coerce")
+    frame["answered"] = frame["answered"].map(lambda value: value is not False)  # judged rows lack the key
     return frame
+
+
+NON_ANSWER_SCORE = 1  # "Unacceptable": the candidate did not complete the instruction
+
+
+def non_answer_rows(items, models: Sequence[str], shuffles: Sequence[int]) -> list[dict[str, Any]]:
+    """Score rows of NON_ANSWER_SCORE for every (item, shuffle, model) the model gave no answer to.
+
+    ``items`` are :class:`judging.Item`; one row per shuffle keeps them paired with the
+    other candidates' judgements in win rates.
+    """
+    rows = []
+    for item in items:
+        for model in models:
+            if model in item.answers and item.answers[model] is None:
+                for shuffle in shuffles:
+                    rows.append(
+                        {
+                            "item_id": item.key,
+                            "task": item.task,
+                            "source": getattr(item, "source", None),
+                            "shuffle": shuffle,
+                            "model": model,
+                            "label": None,
+                            "position": None,
+                            "num_candidates": None,
+                            "score": NON_ANSWER_SCORE,
+                            "missing_reason": None,
+                            "answered": False,
+                        }
+                    )
+    return rows
+
+
+def judged(frame: pd.DataFrame) -> pd.DataFrame:
+    """Only the rows the judge saw (non-answers left out)."""
+    return frame[frame["answered"]]
 
 
 def item_scores(frame: pd.DataFrame) -> pd.DataFrame:
@@ -60,13 +110,35 @@ def item_scores(frame: pd.DataFrame) -> pd.DataFrame:
 def mean_scores(
     frame: pd.DataFrame, models: Sequence[str], *, samples: int, seed: int
 ) -> dict[str, dict[str, Any]]:
-    """Per model: mean, 95% interval and number of items scored."""
+    """Per model: mean (non-answers count 1), 95% interval, items scored; and the same over answered items."""
     per_item = item_scores(frame)
+    answered = item_scores(judged(frame)) if len(frame) else per_item
     result = {}
     for model in models:
         values = per_item[model].dropna().tolist() if model in per_item else []
         mean, low, high = bootstrap_ci(values, samples=samples, seed=seed)
-        result[model] = {"mean_score": _num(mean), "ci95": [_num(low), _num(high)], "n_items": len(values)}
+        only = answered[model].dropna().tolist() if model in answered else []
+        a_mean, a_low, a_high = bootstrap_ci(only, samples=samples, seed=seed)
+        rows = frame[frame["model"] == model].drop_duplicates("item_id")
+        result[model] = {
+            "mean_score": _num(mean),
+            "ci95": [_num(low), _num(high)],
+            "n_items": len(values),
+            "mean_score_answered": _num(a_mean),
+            "ci95_answered": [_num(a_low), _num(a_high)],
+            "answer_rate": _rate(int(rows["answered"].sum()), len(rows)),
+        }
+    return result
+
+
+def mean_scores_by(
+    frame: pd.DataFrame, column: str, models: Sequence[str], *, samples: int, seed: int
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """value of ``column`` (task, source) -> model -> mean, interval, items."""
+    result = {}
+    for value in sorted(str(v) for v in frame[column].dropna().unique()):
+        part = frame[frame[column].astype(str) == value]
+        result[value] = mean_scores(part, models, samples=samples, seed=seed)
     return result
 
 
@@ -74,15 +146,12 @@ def mean_scores_by_task(
     frame: pd.DataFrame, models: Sequence[str], *, samples: int, seed: int
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """task -> model -> mean, interval, items."""
-    result = {}
-    for task in sorted(t for t in frame["task"].dropna().unique()):
-        result[str(task)] = mean_scores(frame[frame["task"] == task], models, samples=samples, seed=seed)
-    return result
+    return mean_scores_by(frame, "task", models, samples=samples, seed=seed)
 
 
 def distribution(frame: pd.DataFrame, models: Sequence[str]) -> dict[str, dict[str, int]]:
-    """model -> {"1": count, ..., "4": count} over every readable judgement."""
-    valid = frame.dropna(subset=["score"])
+    """model -> {"1": count, ..., "4": count} over every readable judgement (non-answers left out)."""
+    valid = judged(frame).dropna(subset=["score"])
     result = {}
     for model in models:
         counts = valid[valid["model"] == model]["score"].astype(int).value_counts()
@@ -92,6 +161,7 @@ def distribution(frame: pd.DataFrame, models: Sequence[str]) -> dict[str, dict[s
 
 def missing(frame: pd.DataFrame, models: Sequence[str]) -> dict[str, Any]:
     """Missing judgements: overall, per model and by reason (a missing one is never a score)."""
+    frame = judged(frame)
     calls = frame.drop_duplicates(["item_id", "shuffle"])
     missing_calls = calls[calls["score"].isna()]
     per_model = {}
@@ -140,7 +210,7 @@ def position_bias(frame: pd.DataFrame) -> dict[str, Any]:
     ``shuffle_agreement`` is the share of (item, model) pairs whose readable scores all
     agree, ``mean_abs_difference`` the mean |difference| over pairs of shuffles.
     """
-    valid = frame.dropna(subset=["score"])
+    valid = judged(frame).dropna(subset=["score"])
     by_label = valid.groupby("label")["score"].agg(["mean", "count"]).sort_index()
     means = {str(label): _num(row["mean"]) for label, row in by_label.iterrows()}
     counts = {str(label): int(row["count"]) for label, row in by_label.iterrows()}
@@ -151,7 +221,7 @@ def position_bias(frame: pd.DataFrame) -> dict[str, Any]:
         "spread": _num(max(well_sampled) - min(well_sampled)) if len(well_sampled) > 1 else None,
     }
     agreement, differences, pairs_compared = [], [], 0
-    for _, group in valid.groupby(["item_id", "model"]):
+    for _, group in valid.groupby(["item_id", "model"]):  # non-answers are 1 in every shuffle: left out
         scores = group["score"].tolist()
         if len(scores) < 2:
             continue
@@ -197,3 +267,118 @@ def _num(value: float | None, digits: int = 4) -> float | None:
 
 def _rate(count: int, total: int) -> float | None:
     return _num(count / total) if total else None
+
+
+# --- agreement between raters -------------------------------------------------------
+def quadratic_kappa(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cohen's kappa with quadratic weights on the 1-4 scale (NaN when undefined, e.g. one constant rater)."""
+    import warnings
+
+    from sklearn.metrics import cohen_kappa_score
+
+    if len(a) < 2:
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 0/0 when neither rater varies: NaN is the answer
+        return float(
+            cohen_kappa_score(
+                np.asarray(a, int), np.asarray(b, int), labels=list(SCORES), weights="quadratic"
+            )
+        )
+
+
+def ordinal_alpha(matrix: Sequence[Sequence[float]], value_domain: Sequence[int] = SCORES) -> float:
+    """Krippendorff's alpha, ordinal, of a raters x units matrix (NaN: that rater did not rate that unit)."""
+    import krippendorff
+
+    data = np.asarray(matrix, dtype=float)
+    if data.ndim != 2 or data.shape[0] < 2 or np.count_nonzero(~np.isnan(data).any(axis=0)) < 2:
+        return float("nan")
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # 0/0 without variation: NaN is the answer
+            return float(
+                krippendorff.alpha(
+                    reliability_data=data, level_of_measurement="ordinal", value_domain=list(value_domain)
+                )
+            )
+    except (ValueError, ZeroDivisionError):  # no variation at all: alpha is undefined
+        return float("nan")
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation (NaN when a side is constant)."""
+    import warnings
+
+    from scipy.stats import spearmanr
+
+    if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(spearmanr(a, b).statistic)
+
+
+def _pair_statistic(name: str):
+    function = {"kappa": quadratic_kappa, "spearman": spearman}[name]
+
+    def statistic(table: pd.DataFrame) -> float:
+        pair = table.dropna()
+        return function(pair.iloc[:, 0].tolist(), pair.iloc[:, 1].tolist())
+
+    return statistic
+
+
+def _alpha_statistic(table: pd.DataFrame) -> float:
+    return ordinal_alpha(table.to_numpy(dtype=float).T)
+
+
+AGREEMENT_STATISTICS = {
+    "kappa": _pair_statistic("kappa"),
+    "spearman": _pair_statistic("spearman"),
+    "alpha": _alpha_statistic,
+}
+
+
+def agreement(
+    table: pd.DataFrame,
+    raters: Sequence[str],
+    statistic: str,
+    *,
+    samples: int,
+    seed: int,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """One agreement statistic of ``raters`` (columns of ``table``) with a bootstrap interval over items.
+
+    ``table`` has one row per rated unit (an answer to an item) and an ``item_id`` column;
+    the bootstrap resamples items (all of an item's answers together), the unit that was
+    sampled, and skips resamples where the statistic is undefined.
+    """
+    compute = AGREEMENT_STATISTICS[statistic]
+    columns = list(raters)
+    value = compute(table[columns])
+    units = (
+        len(table[columns].dropna())
+        if statistic != "alpha"
+        else int(table[columns].notna().sum(axis=1).ge(2).sum())
+    )
+    groups = [np.asarray(index) for index in table.groupby("item_id", sort=False).indices.values()]
+    rng = np.random.default_rng(seed)
+    replicates = []
+    for _ in range(samples if groups else 0):
+        chosen = rng.integers(0, len(groups), size=len(groups))
+        rows = np.concatenate([groups[i] for i in chosen])
+        replicate = compute(table[columns].iloc[rows])
+        if not np.isnan(replicate):
+            replicates.append(replicate)
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(replicates, [tail, 100 - tail]) if replicates else (np.nan, np.nan)
+    return {
+        "value": _num(value),
+        "ci95": [_num(low), _num(high)],
+        "n_units": units,
+        "bootstrap_valid": len(replicates),
+    }
