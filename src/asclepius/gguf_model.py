@@ -1,0 +1,109 @@
+"""Turn a GGUF checkpoint into a normal Hugging Face model folder.
+
+transformers reads GGUF files (``from_pretrained(folder, gguf_file=name)``, with the
+``gguf`` package) by dequantising every tensor, but refuses to ``save_pretrained`` a
+model loaded that way, and the config it builds keeps a ``quantization_config`` that
+makes the Trainer refuse to fine-tune it ("purely quantized model"). The conversion
+here copies the dequantised weights into a model built from the same config, drops the
+quantization entry, and saves weights, tokenizer (with its chat template) and
+generation config as any Hub checkpoint. The folder's card is written last, so a
+crashed conversion never looks finished.
+
+    python -m asclepius.gguf_model --gguf path/to/model.gguf --output_dir outputs/my-model
+
+Quantised weights (Q4_1 and friends) stay quantised in value: the saved fp32 weights
+equal the GGUF-loaded model's exactly, not the original unquantised release.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from asclepius import hub
+from asclepius.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def load_gguf(gguf_path: str | os.PathLike, dtype: str = "float32"):
+    """(model, tokenizer) read from a GGUF file: dequantised, as transformers loads it."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = Path(gguf_path)
+    if not gguf_path.is_file():
+        raise InputError(str(gguf_path), "no such GGUF file")
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=getattr(torch, dtype))
+    return model, tokenizer
+
+
+def plain_copy(model):
+    """The same weights in a model built from the config minus its GGUF quantization entry."""
+    from transformers import AutoModelForCausalLM
+
+    config = model.config
+    # Left in, the saved config reads as a quantized checkpoint: loading tries the GGUF
+    # path again and training refuses the folder.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=model.dtype)
+    missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
+    # Tied output embeddings are absent from a tied model's state dict by design.
+    missing = [key for key in missing if not (config.tie_word_embeddings and key == "lm_head.weight")]
+    if missing or unexpected:
+        raise RuntimeError(f"GGUF weights do not fit the config: missing {missing}, unexpected {unexpected}")
+    plain.generation_config = model.generation_config
+    return plain.eval()
+
+
+def convert_gguf(
+    gguf_path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    card: str | None = None,
+    dtype: str = "float32",
+) -> Path:
+    """Write ``gguf_path`` as a model folder in ``output_dir``; ``card`` is its README (written last)."""
+    output_dir = Path(output_dir)
+    hub.mark_unfinished(output_dir)
+    model, tokenizer = load_gguf(gguf_path, dtype=dtype)
+    plain = plain_copy(model)
+    del model
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plain.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    n_params = sum(p.numel() for p in plain.parameters())
+    logger.info("%s -> %s (%.1fM parameters, %s)", gguf_path, output_dir, n_params / 1e6, dtype)
+    hub.atomic_write_text(output_dir / hub.CARD_NAME, card or default_card(Path(gguf_path).name))
+    return output_dir
+
+
+def default_card(gguf_name: str) -> str:
+    return (
+        "---\nlibrary_name: transformers\n---\n\n"
+        f"# {gguf_name} as a transformers model folder\n\n"
+        f"Converted from the GGUF file `{gguf_name}` by `asclepius.gguf_model`: every tensor was "
+        "dequantised by transformers and saved unchanged, so the weights equal the GGUF file's, "
+        "not those of any unquantised original. Check the original model's licence before sharing.\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gguf", required=True, help="path to a .gguf file")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    convert_gguf(args.gguf, args.output_dir, dtype=args.dtype)
+
+
+if __name__ == "__main__":
+    from asclepius.errors import run_stage
+
+    run_stage(main)
