@@ -42,7 +42,7 @@ from asclepius.evaluation.generation import (
     generate_local,
     generation_fingerprint,
 )
-from asclepius.evaluation.prompting import style_prompt_hash
+from asclepius.evaluation.prompting import TruncationLog, style_prompt_hash
 
 logger = logging.getLogger("generate")
 
@@ -83,9 +83,11 @@ def main() -> None:
             attn_implementation=args.attn_implementation,
             cache_implementation=args.cache_implementation,
             max_prompt_tokens=args.max_prompt_tokens,
+            subfolder=args.model_subfolder,
         )
+        prompt_style = generator.prompt_style  # as the model's card says it was trained
         fingerprint = generation_fingerprint(
-            engine_args.model, args.prompt_style, decoding, generator.max_prompt_tokens
+            engine_args.model, prompt_style, decoding, generator.max_prompt_tokens, args.model_subfolder
         )
         answers, reused = generate_local(
             generator,
@@ -95,7 +97,7 @@ def main() -> None:
             batch_size=args.batch_size,
             show_progress=engine_args.show_progress,
         )
-        failed, truncated, sampling = 0, generator.truncated, asdict(decoding)
+        failed, truncation, sampling = 0, generator.truncation, asdict(decoding)
         logger.info("%d answers generated, %d reused from an earlier run", len(answers) - reused, reused)
     else:
         check_mimic_endpoint(
@@ -105,18 +107,21 @@ def main() -> None:
             allow=args.allow_mimic_to_api,
             what=args.input,
         )
+        prompt_style, truncation = args.prompt_style, TruncationLog()
         answers, errors, summary = generate_api(
             engine_args,
             notes,
             questions,
-            prompt_style=args.prompt_style,
+            prompt_style=prompt_style,
             decoding=decoding,
             ledger_path=hub.work_dir(args.output_dir) / "ledger.sqlite",
+            max_prompt_tokens=args.max_prompt_tokens,
+            truncation=truncation,
         )
         if engine_args.dry_run:
             print(summary.format())
             return
-        failed, truncated = sum(a is None for a in answers), 0
+        failed = sum(a is None for a in answers)
         sampling = {"temperature": decoding.api_temperature(), "max_tokens": decoding.max_new_tokens}
         if failed:
             logger.warning("%d rows got no answer (%s)", failed, sorted({e for e in errors if e}))
@@ -127,8 +132,9 @@ def main() -> None:
         "model_path": local_model_folder(engine_args.model) if args.backend == "transformers" else None,
         "backend": args.backend,
         "base_url": engine_args.base_url if args.backend == "openai" else None,
-        "prompt_style": args.prompt_style,
-        "prompt_hash": style_prompt_hash(args.prompt_style),
+        "model_subfolder": args.model_subfolder,
+        "prompt_style": prompt_style,
+        "prompt_hash": style_prompt_hash(prompt_style),
         "decoding": {"preset": args.decoding, **sampling},
         "source": args.input,
         "split": args.split,
@@ -136,7 +142,8 @@ def main() -> None:
         "split_seed": args.split_seed,
         "rows": len(dataset),
         "failed": failed,
-        "truncated_prompts": truncated,
+        "truncated_prompts": truncation.prompts_cut,
+        "truncation": truncation.as_dict(),
         "date": hub.today(),
     }
     source_license = hub.read_card_metadata(args.input).get("license") if Path(args.input).is_dir() else None

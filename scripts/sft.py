@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         question_column=script_args.question_column,
         answer_column=script_args.answer_column,
         source=script_args.dataset_name,
+        prompt_format=script_args.prompt_format,  # readme (default) or the original's training bytes
     )
     # The main process tokenizes first and caches; the others then read its cache.
     with training_args.main_process_first(desc="tokenizing the dataset"):

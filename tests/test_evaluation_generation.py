@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import runpy
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import pytest
 from datasets import load_dataset
 
 from asclepius.data.loading import load_split
+from asclepius.errors import InputError
 from asclepius.evaluation.generation import Decoding, LocalGenerator, generate_local
+from asclepius.evaluation.prompting import render_prompt
 from asclepius.hub import read_card_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,28 +57,62 @@ def test_batched_greedy_equals_one_at_a_time(decisive_tiny_model_path, cache):
     assert len(set(one_at_a_time)) == len(NOTES)
 
 
-def test_paper_decoding_is_five_beam_sampling(tiny_model_path):
-    paper = Decoding(do_sample=True, num_beams=5, max_new_tokens=6, seed=3)
-    generator = LocalGenerator(str(tiny_model_path), decoding=paper, device="cpu")
+def test_paper_decoding_pins_the_original_settings_over_flags_and_checkpoint(tiny_model_path, tmp_path):
+    from asclepius.evaluation.config import EvaluationArguments
+
+    # A checkpoint whose generation config says something else on every pinned setting.
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_path, model)
+    config = (
+        json.loads((model / "generation_config.json").read_text())
+        if (model / "generation_config.json").exists()
+        else {}
+    )
+    config.update(temperature=0.3, num_beams=2, do_sample=False, max_new_tokens=17, top_p=0.5)
+    (model / "generation_config.json").write_text(json.dumps(config))
+    args = EvaluationArguments(decoding="paper", num_beams=2, seed=3)
+    paper = Decoding.from_arguments(args, max_tokens=64, temperature=0.7)
+    assert (paper.do_sample, paper.num_beams, paper.temperature, paper.max_new_tokens) == (True, 5, 1.0, 400)
+    generator = LocalGenerator(str(model), decoding=paper, device="cpu", max_prompt_tokens=512)
     config = generator.generation_config
-    assert (config.do_sample, config.num_beams, config.max_new_tokens, config.num_return_sequences) == (
+    assert (config.do_sample, config.num_beams, config.temperature, config.max_new_tokens) == (
         True,
         5,
-        6,
-        1,
+        1.0,
+        400,
     )
-    answers = generator.answer_all(NOTES[:2], QUESTIONS[:2], batch_size=2, show_progress=False)
+    assert config.num_return_sequences == 1
+    short = Decoding(do_sample=True, num_beams=5, max_new_tokens=6, temperature=1.0, seed=3)
+    answers = LocalGenerator(str(model), decoding=short, device="cpu").answer_all(
+        NOTES[:2], QUESTIONS[:2], batch_size=2, show_progress=False
+    )
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
     greedy_config = LocalGenerator(str(tiny_model_path), decoding=greedy(), device="cpu").generation_config
     assert (greedy_config.do_sample, greedy_config.num_beams) == (False, 1)
 
 
-def test_long_notes_are_cut_to_fit_the_context(tiny_model_path):
-    generator = LocalGenerator(str(tiny_model_path), decoding=greedy(4), device="cpu", max_prompt_tokens=200)
-    ids = generator.encode("chest pain and shortness of breath " * 200, "What is the diagnosis?")
+@pytest.mark.parametrize("style", ["asclepius", "alpaca", "vicuna"])
+def test_long_notes_are_cut_in_the_note_never_the_instruction(tiny_model_path, style):
+    generator = LocalGenerator(
+        str(tiny_model_path), prompt_style=style, decoding=greedy(4), device="cpu", max_prompt_tokens=200
+    )
+    note = "START chest pain and shortness of breath " * 200
+    ids = generator.encode(note, "What is the diagnosis?")
     assert len(ids) <= 200 and generator.truncated == 1
-    # The note's end is cut, never the instruction.
-    assert generator.tokenizer.decode(ids).rstrip().endswith("What is the diagnosis?\n[Instruction End]")
+    assert generator.truncation.note_tokens_cut > 0
+    text = generator.tokenizer.decode(ids, skip_special_tokens=True)
+    # The template's header, the start of the note, the question and the answer cue are all there.
+    full = render_prompt(style, note, "What is the diagnosis?")
+    header, tail = full.split(note)
+    assert text.startswith(header) and "START chest pain" in text
+    assert text.rstrip().endswith(tail.rstrip())
+    assert generator.encode("Short note.", "Q?") and generator.truncated == 1  # a short prompt is left alone
+
+
+def test_a_context_too_small_for_the_template_is_a_one_line_error(tiny_model_path):
+    generator = LocalGenerator(str(tiny_model_path), decoding=greedy(4), device="cpu", max_prompt_tokens=20)
+    with pytest.raises(InputError, match="template and question alone exceed the 20-token prompt budget"):
+        generator.encode("a note " * 50, "What is the diagnosis?")
 
 
 def test_resume_reuses_finished_batches(decisive_tiny_model_path, tmp_path):
@@ -116,6 +153,7 @@ def test_generate_script_writes_a_hub_ready_folder(tiny_model_path, tmp_path, mo
         "--model", str(tiny_model_path), "--model_name", "tiny",
         "--input", str(DEMO), "--test_ratio", "0.2", "--max_samples", "5",
         "--max_tokens", "6", "--batch_size", "4", "--output_dir", str(output), "--show_progress", "false",
+        "--max_prompt_tokens", "300",
     ]  # fmt: skip
     run_script("generate.py", argv, monkeypatch)
     rows = load_dataset(str(output))["test"]
@@ -126,6 +164,10 @@ def test_generate_script_writes_a_hub_ready_folder(tiny_model_path, tmp_path, mo
     provenance = read_card_metadata(output)["asclepius_evaluation"]
     assert provenance["model_path"] == str(Path(tiny_model_path).resolve())
     assert provenance["prompt_style"] == "asclepius" and provenance["decoding"]["max_new_tokens"] == 6
+    # Demo notes are longer than 300 tokens: their ends were cut, and the card says how often and how much.
+    truncation = provenance["truncation"]
+    assert truncation["prompts_cut"] == provenance["truncated_prompts"] == 5
+    assert truncation["note_tokens_cut"] >= truncation["max_note_tokens_cut"] > 0
     # Rerun: the card is rewritten from the shards, no batch generated again.
     shard_files = {p: p.stat().st_mtime_ns for p in (output / ".asclepius").rglob("batch-*.jsonl")}
     run_script("generate.py", argv, monkeypatch)
@@ -192,3 +234,21 @@ def test_answers_folders_with_the_same_name_are_read_fresh(tmp_path):
             folder, with_answers(dataset, "m", ["a"] * rows), split="test", provenance=provenance
         )
         assert len(load_answers_folder(str(folder)).dataset) == rows
+
+
+def test_endpoint_prompts_are_cut_in_the_note_by_the_engine_estimate():
+    from asclepius.engine.request import estimate_prompt_tokens
+    from asclepius.evaluation.generation import fit_api_messages
+    from asclepius.evaluation.prompting import TruncationLog
+
+    log = TruncationLog()
+    note, question = "NOTESTART " + "fever and cough " * 300, "Which antibiotics were given?"
+    messages = fit_api_messages("medalpaca", note, question, 200, log)
+    content = messages[0]["content"]
+    assert estimate_prompt_tokens(messages) <= 200 and log.prompts_cut == 1 and log.note_tokens_cut > 0
+    assert "NOTESTART fever" in content and content.endswith("\n\n### Response:\n")
+    assert f"### Instruction:\n{question}\n\n" in content
+    assert fit_api_messages("medalpaca", "short", question, 200, log)[0]["content"].count("short") == 1
+    assert log.prompts_cut == 1
+    with pytest.raises(InputError, match="template and question alone exceed"):
+        fit_api_messages("medalpaca", note, question, 20, log)

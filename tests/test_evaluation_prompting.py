@@ -6,7 +6,16 @@ import pytest
 
 from asclepius import prompts
 from asclepius.evaluation.generation import LocalGenerator
-from asclepius.evaluation.prompting import api_messages, render_prompt, style_prompt_hash
+from asclepius.errors import InputError
+from asclepius.evaluation.config import PROMPT_STYLE_CHOICES
+from asclepius.evaluation.prompting import (
+    api_messages,
+    fit_note,
+    model_prompt_format,
+    render_prompt,
+    style_for_model,
+    style_prompt_hash,
+)
 
 NOTE, QUESTION = "Pt admitted w/ CP.\nTrop neg x2.", "What were the troponins?"
 
@@ -18,20 +27,81 @@ def test_asclepius_style_is_the_published_prompt_byte_for_byte():
     )
 
 
-def test_baseline_styles_render_their_own_formats():
-    assert (
-        render_prompt("medalpaca", NOTE, QUESTION) == f"Context: {NOTE}\n\nQuestion: {QUESTION}\n\nAnswer: "
-    )
-    alpaca = render_prompt("alpaca", NOTE, QUESTION)
-    assert alpaca.startswith("Below is an instruction that describes a task, paired with an input")
-    assert alpaca.endswith(f"### Instruction:\n{QUESTION}\n\n### Input:\n{NOTE}\n\n### Response:\n")
-    vicuna = render_prompt("vicuna", NOTE, QUESTION)
-    assert vicuna.startswith("A chat between a curious user and an artificial intelligence assistant.")
-    assert vicuna.endswith(f"USER: {NOTE}\n\n{QUESTION} ASSISTANT:")
-    hashes = {style_prompt_hash(s) for s in ("asclepius", "alpaca", "medalpaca", "vicuna")}
-    assert len(hashes) == 4
+PREAMBLE = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request."
+)
+# The same sample with newlines around both fields: the paper's styles strip them first.
+PADDED_NOTE, PADDED_QUESTION = f"\n{NOTE}\n\n", f"{QUESTION}\n"
+
+
+@pytest.mark.parametrize(
+    "style, expected",
+    [
+        # Base LLaMA / PMC-LLaMA: the Asclepius prompt, a newline, "Response: ".
+        ("llama_base", prompts.INFERENCE_PROMPT.format(note=NOTE, question=QUESTION) + "\nResponse: "),
+        # Alpaca / ChatDoctor: no newline after "### Response:".
+        ("alpaca", f"{PREAMBLE}\n\n### Instruction:\n{QUESTION}\n\n### Input:\n{NOTE}\n\n### Response:"),
+        # MedAlpaca: the same sections, a newline after "### Response:".
+        ("medalpaca", f"{PREAMBLE}\n\n### Instruction:\n{QUESTION}\n\n### Input:\n{NOTE}\n\n### Response:\n"),
+        # Vicuna / Clinical Camel: leading newline, the note in markers, "ASSISTANT: " then a newline.
+        (
+            "vicuna",
+            "\nA chat between a curious user and an artificial intelligence assistant. The assistant gives "
+            "helpful, detailed, and polite answers to the user's questions. USER: [The start of the Discharge "
+            f"Summary]\n{NOTE}\n[The end of the Discharge Summary]\n{QUESTION} ASSISTANT: \n",
+        ),
+        # A model trained with prompt_format original: no space after [Instruction End].
+        (
+            "asclepius_original",
+            prompts.INFERENCE_PROMPT.format(note=NOTE, question=QUESTION).replace(
+                "[Instruction End] \n", "[Instruction End]\n"
+            ),
+        ),
+    ],
+)
+def test_paper_styles_are_byte_identical(style, expected):
+    assert render_prompt(style, PADDED_NOTE, PADDED_QUESTION).encode() == expected.encode()
+    assert api_messages(style, PADDED_NOTE, PADDED_QUESTION)[0]["content"] == expected
+
+
+def test_every_style_has_its_own_hash_and_unknown_styles_fail():
+    styles = [s for s in PROMPT_STYLE_CHOICES if s != "chat_template"]
+    assert len({style_prompt_hash(s) for s in styles}) == len(styles)
     with pytest.raises(ValueError, match="unknown prompt style"):
         render_prompt("llama", NOTE, QUESTION)
+
+
+def _trained_folder(tmp_path, prompt_format):
+    folder = tmp_path / f"model-{prompt_format}"
+    folder.mkdir(exist_ok=True)
+    (folder / "README.md").write_text(f"---\nprompt_format: {prompt_format}\n---\n# card\n")
+    return str(folder)
+
+
+def test_asclepius_style_follows_the_prompt_format_in_the_model_card(tmp_path):
+    assert model_prompt_format(_trained_folder(tmp_path, "original")) == "original"
+    assert style_for_model("asclepius", _trained_folder(tmp_path, "original")) == "asclepius_original"
+    assert style_for_model("asclepius", _trained_folder(tmp_path, "readme")) == "asclepius"
+    assert style_for_model("asclepius", "starmpcc/Asclepius-7B") == "asclepius"  # no local card: README bytes
+    assert style_for_model("alpaca", _trained_folder(tmp_path, "original")) == "alpaca"  # explicit wins
+    with pytest.raises(InputError, match="unknown prompt_format 'chatml'"):
+        model_prompt_format(_trained_folder(tmp_path, "chatml"))
+
+
+def test_a_long_note_is_cut_at_its_end_and_never_the_instruction():
+    words = [f"w{i}" for i in range(100)]
+
+    def measure(text):
+        return len(render_prompt("alpaca", text, QUESTION).split())
+
+    limit = measure("") + 10
+    note, cut = fit_note(words, " ".join, measure, limit)
+    assert note == " ".join(words[:10]) and cut == 90
+    assert render_prompt("alpaca", note, QUESTION).endswith(f"### Input:\n{note}\n\n### Response:")
+    assert fit_note(words, " ".join, measure, 10_000) == (" ".join(words), 0)
+    with pytest.raises(InputError, match="template and question alone exceed the 5-token prompt budget"):
+        fit_note(words, " ".join, measure, 5)
 
 
 def test_chat_template_style_wraps_the_published_prompt_in_the_model_template(tiny_model_path):

@@ -66,6 +66,7 @@ def test_judge_prompt_labels_every_candidate():
 
 def test_prompt_styles_render_note_and_question():
     for name, template in prompts.PROMPT_STYLES.items():
+        assert template.count("{note}") == 1 and template.count("{question}") == 1, name
         rendered = template.format(note="NOTE-TEXT", question="QUESTION-TEXT")
         assert "NOTE-TEXT" in rendered and "QUESTION-TEXT" in rendered, name
 
@@ -87,3 +88,21 @@ def test_eight_tasks_with_five_distinct_seed_questions_each():
     assert validate_task("Paraphrasing") == "Paraphrasing"
     with pytest.raises(ValueError, match="unknown task label 'Paraphrase'"):
         validate_task("Paraphrase")
+
+
+def test_original_training_bytes_drop_the_space_and_strip_newlines():
+    note, question, answer = "\nNote line 1\nline 2\n\n", "\nWhat happened?\n", "\nHe got better.\n"
+    original = prompts.render_training_prompt(note, question, "original")
+    assert original.endswith("[Discharge Summary Begin]\nNote line 1\nline 2\n[Discharge Summary End]\n\n"
+                             "[Instruction Begin]\nWhat happened?\n[Instruction End]\n")  # fmt: skip
+    assert original == prompts.INFERENCE_PROMPT.replace("[Instruction End] \n", "[Instruction End]\n").format(
+        note="Note line 1\nline 2", question="What happened?"
+    )
+    assert prompts.training_completion(answer, "original") == "He got better."
+    # The default keeps the README bytes and the fields verbatim: trained as prompted.
+    assert prompts.render_training_prompt(note, question) == prompts.render_inference_prompt(note, question)
+    assert prompts.training_completion(answer) == answer
+    assert prompts.PROMPT_FORMAT_HASHES["readme"] == prompts.INFERENCE_PROMPT_HASH
+    assert prompts.PROMPT_FORMAT_HASHES["original"] != prompts.INFERENCE_PROMPT_HASH
+    with pytest.raises(ValueError, match="prompt_format must be one of readme, original"):
+        prompts.render_training_prompt(note, question, "chatml")

@@ -152,3 +152,40 @@ def test_reserved_llama3_pad_token_is_preferred(tiny_model_path):
 def test_eos_override_must_exist(tiny_model_path):
     with pytest.raises(ValueError, match="not in the vocabulary"):
         load_tokenizer(str(tiny_model_path), eos_token="<|eot_id|>")
+
+
+def test_original_prompt_format_reproduces_the_original_training_bytes_and_ids(tokenizer):
+    row = {"note": ["\nPt w/ CP.\nTrop neg x2.\n"], "question": ["\nWhat were the troponins?\n"],
+           "answer": ["\nNegative twice.\n\n"]}  # fmt: skip
+    pair = to_prompt_completion(Dataset.from_dict(row), prompt_format="original")[0]
+    # Bytes written out by hand from the original's rule: no space after [Instruction End], fields strip("\n").
+    expected_prompt = (
+        "You are an intelligent clinical languge model.\n"
+        "Below is a snippet of patient's discharge summary and a following instruction from healthcare professional.\n"
+        "Write a response that appropriately completes the instruction.\n"
+        "The response should provide the accurate answer to the instruction, while being concise.\n\n"
+        "[Discharge Summary Begin]\nPt w/ CP.\nTrop neg x2.\n[Discharge Summary End]\n\n"
+        "[Instruction Begin]\nWhat were the troponins?\n[Instruction End]\n"
+    )
+    assert pair["prompt"].encode() == expected_prompt.encode()
+    assert pair["completion"] == "Negative twice."
+    tokens = tokenize_prompt_completion(tokenizer, pair["prompt"], pair["completion"])
+    # Token ids: the prompt's own ids, then the answer's, then EOS; loss on answer + EOS only.
+    prompt_ids = tokenizer(expected_prompt)["input_ids"]
+    joint = tokenizer(expected_prompt + "Negative twice.")["input_ids"]
+    assert joint[: len(prompt_ids)] == prompt_ids
+    assert tokens["input_ids"] == joint + [tokenizer.eos_token_id]
+    assert tokens["completion_mask"] == [0] * len(prompt_ids) + [1] * (len(joint) - len(prompt_ids) + 1)
+    # readme (default) keeps the published bytes: a different sequence for the same row.
+    readme = to_prompt_completion(Dataset.from_dict(row))[0]
+    assert readme["prompt"] == INFERENCE_PROMPT.format(note=row["note"][0], question=row["question"][0])
+    assert readme["prompt"].endswith("[Instruction End] \n") and readme["completion"] == row["answer"][0]
+
+
+def test_prompt_format_is_a_recipe_option_checked_at_parse_time():
+    from asclepius.training.config import TrainScriptArguments
+
+    assert TrainScriptArguments(dataset_name="d").prompt_format == "readme"
+    assert TrainScriptArguments(dataset_name="d", prompt_format="original").prompt_format == "original"
+    with pytest.raises(ValueError, match="--prompt_format must be one of readme, original"):
+        TrainScriptArguments(dataset_name="d", prompt_format="alpaca")

@@ -5,6 +5,9 @@
     cat note.txt | asclepius chat --model M --question "What is the diagnosis?"
     asclepius prompt --note_file note.txt --question "Summarize the hospital course."
 
+A model trained by this project is asked in the bytes its card says it was trained on
+(``prompt_format`` readme or original) when ``--prompt_style asclepius`` (the default).
+
 ``chat`` reads a discharge summary (``--note_file``, or pasted on stdin up to an empty
 line or end of input), then answers questions one per line until end of input (Ctrl-D)
 or ``/quit``; ``/note`` starts over with a new note. Answers go to stdout, prompts for
@@ -77,28 +80,38 @@ def run_chat(args: argparse.Namespace) -> int:
 
     setup_logging()
     do_sample, num_beams = DECODING_PRESETS[args.decoding]
-    decoding = Decoding(
-        do_sample=do_sample,
-        num_beams=args.num_beams or num_beams,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature if do_sample else None,
-        seed=args.seed,
-    )
+    if args.decoding == "paper":
+        decoding = Decoding.paper(seed=args.seed, num_beams=args.num_beams, temperature=args.temperature)
+    else:
+        decoding = Decoding(
+            do_sample=do_sample,
+            num_beams=args.num_beams or num_beams,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature if do_sample else None,
+            seed=args.seed,
+        )
     note = None
     if args.note_file:
         with open(args.note_file, encoding="utf-8") as handle:
             note = handle.read().strip()
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     generator = LocalGenerator(
-        args.model, prompt_style=args.prompt_style, decoding=decoding, device=args.device, dtype=args.dtype
+        args.model,
+        prompt_style=args.prompt_style,
+        decoding=decoding,
+        device=args.device,
+        dtype=args.dtype,
+        subfolder=args.model_subfolder,
     )
+    print(f"prompt style: {generator.prompt_style}", file=sys.stderr, flush=True)
     chat_loop(generator.answer, note, sys.stdin, sys.stdout, sys.stderr, args.question)
     return 0
 
 
 def run_prompt(args: argparse.Namespace) -> int:
-    from asclepius.evaluation.prompting import render_prompt
+    from asclepius.evaluation.prompting import render_prompt, style_for_model
 
+    style = style_for_model(args.prompt_style, args.model) if args.model else args.prompt_style
     tokenizer = None
     if args.prompt_style == "chat_template":
         from transformers import AutoTokenizer
@@ -112,7 +125,7 @@ def run_prompt(args: argparse.Namespace) -> int:
         tokenizer = AutoTokenizer.from_pretrained(args.model)
     with open(args.note_file, encoding="utf-8") as handle:
         note = handle.read().strip()
-    sys.stdout.write(render_prompt(args.prompt_style, note, args.question, tokenizer))
+    sys.stdout.write(render_prompt(style, note, args.question, tokenizer))
     return 0
 
 
@@ -124,7 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--model", required=True, help="local folder or Hub id of a causal LM")
     chat.add_argument("--note_file", help="the discharge summary (default: paste it on stdin)")
     chat.add_argument("--question", action="append", help="answer this question and exit (repeatable)")
-    chat.add_argument("--prompt_style", default="asclepius", choices=PROMPT_STYLE_CHOICES)
+    chat.add_argument("--model_subfolder", default=None, help="subfolder of --model with the weights")
+    chat.add_argument(
+        "--prompt_style",
+        default="asclepius",
+        choices=PROMPT_STYLE_CHOICES,
+        help="asclepius: as the model's card says it was trained (README bytes unless it says original)",
+    )
     chat.add_argument("--decoding", default="greedy", choices=DECODING_CHOICES)
     chat.add_argument("--num_beams", type=int, default=None)
     chat.add_argument("--temperature", type=float, default=None, help="sampling decodings only")
@@ -138,7 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     prompt.add_argument("--note_file", required=True)
     prompt.add_argument("--question", required=True)
     prompt.add_argument("--prompt_style", default="asclepius", choices=PROMPT_STYLE_CHOICES)
-    prompt.add_argument("--model", help="tokenizer with the chat template (chat_template style only)")
+    prompt.add_argument(
+        "--model",
+        help="model folder: its card's prompt_format (asclepius style), its chat template (chat_template)",
+    )
     prompt.set_defaults(run=run_prompt)
     return parser
 

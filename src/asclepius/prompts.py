@@ -2,10 +2,16 @@
 
 Each template is versioned by a short hash of its text (:func:`prompt_hash`); stages
 record the hash next to their outputs so a dataset always says which prompt made it.
-The teacher prompts are written for this project from the method's requirements;
-the inference prompt is an interface and is kept byte for byte as published
-(the typo "languge" and the space after "[Instruction End]" included), because the
-released Asclepius checkpoints were trained on exactly these bytes.
+The teacher prompts are written for this project from the method's requirements.
+
+The inference prompt is an interface and is kept byte for byte as the original README
+publishes it (the typo "languge" and the space after "[Instruction End]" included). The
+released Asclepius checkpoints were NOT trained on exactly these bytes: the original
+training code dropped that trailing space and stripped leading/trailing newlines from
+every field (:data:`ORIGINAL_TRAINING_PROMPT`), while its evaluation prompted with the
+README bytes. Our recipes train on the README bytes by default (``prompt_format:
+readme``), so our models are trained and prompted identically; ``prompt_format:
+original`` reproduces the original training bytes (:func:`render_training_prompt`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,12 @@ INFERENCE_PROMPT = (
     "{question}\n"
     "[Instruction End] \n"
 )
+# What the original code trained on: the same text without the space after "[Instruction End]".
+ORIGINAL_TRAINING_PROMPT = INFERENCE_PROMPT.replace("[Instruction End] \n", "[Instruction End]\n")
+# prompt_format (training recipes, model cards) -> template. "original" also strips each
+# field of leading/trailing newlines, see render_training_prompt.
+PROMPT_FORMATS = {"readme": INFERENCE_PROMPT, "original": ORIGINAL_TRAINING_PROMPT}
+DEFAULT_PROMPT_FORMAT = "readme"
 
 # --- Note synthesis: case report -> discharge summary ------------------------------
 NOTE_SYSTEM_PROMPT = "You are a physician who writes hospital documentation in a busy teaching hospital."
@@ -119,24 +131,41 @@ JUDGE_REPAIR_PROMPT = """Your previous reply could not be read (attempt {attempt
 Reply again in that format: the scores on the first line, then your explanation.
 """
 
-# --- Prompt styles for baselines at evaluation time ----------------------------------
-ALPACA_PROMPT = (
+# --- Prompt styles at evaluation time ------------------------------------------------
+# The formats the paper's evaluation prompted each model family in (interfaces, byte for
+# byte). Styles in FIELD_STRIPPED_STYLES get note and question stripped of leading and
+# trailing newlines first, as the original evaluation did; the "asclepius" style fills
+# the fields verbatim, exactly as our training does with prompt_format readme.
+_ALPACA_PREAMBLE = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
     "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{question}\n\n### Input:\n{note}\n\n### Response:\n"
+    "### Instruction:\n{question}\n\n### Input:\n{note}\n\n### Response:"
 )
-MEDALPACA_PROMPT = "Context: {note}\n\nQuestion: {question}\n\nAnswer: "
+# Base LLaMA / PMC-LLaMA: the Asclepius prompt plus a response cue.
+LLAMA_BASE_PROMPT = INFERENCE_PROMPT + "\nResponse: "
+# Alpaca and ChatDoctor: no newline after the response header.
+ALPACA_PROMPT = _ALPACA_PREAMBLE
+# MedAlpaca: the same sections, the response header followed by a newline.
+MEDALPACA_PROMPT = _ALPACA_PREAMBLE + "\n"
+# Vicuna and Clinical Camel: a one-turn Vicuna v1.1 chat around the note and question.
 VICUNA_PROMPT = (
-    "A chat between a curious user and an artificial intelligence assistant. "
+    "\nA chat between a curious user and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the user's questions. "
-    "USER: {note}\n\n{question} ASSISTANT:"
+    "USER: [The start of the Discharge Summary]\n{note}\n[The end of the Discharge Summary]\n"
+    "{question} ASSISTANT: \n"
 )
 PROMPT_STYLES = {
     "asclepius": INFERENCE_PROMPT,
+    # For models trained with prompt_format original (the released checkpoints' training bytes).
+    "asclepius_original": ORIGINAL_TRAINING_PROMPT,
+    "llama_base": LLAMA_BASE_PROMPT,
     "alpaca": ALPACA_PROMPT,
     "medalpaca": MEDALPACA_PROMPT,
     "vicuna": VICUNA_PROMPT,
 }
+FIELD_STRIPPED_STYLES = frozenset({"asclepius_original", "llama_base", "alpaca", "medalpaca", "vicuna"})
+# The prompt style that asks a model in the bytes of its training prompt_format.
+STYLE_OF_PROMPT_FORMAT = {"readme": "asclepius", "original": "asclepius_original"}
 
 
 def prompt_hash(*templates: str) -> str:
@@ -148,6 +177,29 @@ def prompt_hash(*templates: str) -> str:
 def render_inference_prompt(note: str, question: str) -> str:
     """The published Asclepius prompt filled with a note and a question."""
     return INFERENCE_PROMPT.format(note=note, question=question)
+
+
+def check_prompt_format(prompt_format: str) -> str:
+    if prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}; got {prompt_format!r}")
+    return prompt_format
+
+
+def render_training_prompt(note: str, question: str, prompt_format: str = DEFAULT_PROMPT_FORMAT) -> str:
+    """The prompt a training row is learned under.
+
+    ``readme``: the published bytes with the fields verbatim (what our models are also
+    prompted with). ``original``: the original training code's bytes: no space after
+    "[Instruction End]", each field stripped of leading/trailing newlines.
+    """
+    if check_prompt_format(prompt_format) == "original":
+        note, question = note.strip("\n"), question.strip("\n")
+    return PROMPT_FORMATS[prompt_format].format(note=note, question=question)
+
+
+def training_completion(answer: str, prompt_format: str = DEFAULT_PROMPT_FORMAT) -> str:
+    """The completion text (EOS is appended at tokenization): stripped of newlines under ``original``."""
+    return answer.strip("\n") if check_prompt_format(prompt_format) == "original" else answer
 
 
 def note_messages(case_report: str) -> list[dict[str, str]]:
@@ -215,3 +267,4 @@ QUESTION_PROMPT_HASH = prompt_hash(QUESTION_SYSTEM_PROMPT, QUESTION_PROMPT)
 ANSWER_PROMPT_HASH = prompt_hash(ANSWER_SYSTEM_PROMPT, ANSWER_PROMPT)
 JUDGE_PROMPT_HASH = prompt_hash(JUDGE_SYSTEM_PROMPT, JUDGE_PROMPT, JUDGE_CANDIDATE)
 INFERENCE_PROMPT_HASH = prompt_hash(INFERENCE_PROMPT)
+PROMPT_FORMAT_HASHES = {name: prompt_hash(template) for name, template in PROMPT_FORMATS.items()}

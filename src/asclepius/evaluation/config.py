@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from asclepius.engine import EngineArguments
 from asclepius.prompts import PROMPT_STYLES
 
-BACKENDS = ("transformers", "openai")
+# batch: the endpoint's Batch API (half price) for generate's answers and the judge's replies.
+BACKENDS = ("transformers", "openai", "batch")
 # The prompt styles of prompts.PROMPT_STYLES, plus the model's own chat template.
 PROMPT_STYLE_CHOICES = (*PROMPT_STYLES, "chat_template")
 DECODING_CHOICES = ("greedy", "paper", "sample")
@@ -61,7 +62,8 @@ class EvaluationArguments:
         default="transformers",
         metadata={
             "help": "transformers: load --model (path or Hub id) and generate in batches; openai: send the "
-            "prompts to an OpenAI-compatible endpoint (--base_url, --model) through the request engine."
+            "prompts to an OpenAI-compatible endpoint (--base_url, --model) through the request engine; "
+            "batch: the same through the endpoint's Batch API at half price (for generate and the judge)."
         },
     )
     model_name: str | None = field(
@@ -70,16 +72,26 @@ class EvaluationArguments:
     prompt_style: str = field(
         default="asclepius",
         metadata={
-            "help": "asclepius (the published template), alpaca, medalpaca, vicuna, or chat_template (the "
-            "model's own chat template around the asclepius prompt)."
+            "help": "asclepius (the published template; for a model whose card records prompt_format original, "
+            "its training bytes), asclepius_original (no space after [Instruction End], fields stripped), the "
+            "paper's baseline formats byte for byte: llama_base (LLaMA, PMC-LLaMA), alpaca (Alpaca, ChatDoctor), "
+            "medalpaca, vicuna (Vicuna, Clinical Camel); or chat_template (the model's own chat template around "
+            "the asclepius prompt)."
+        },
+    )
+    model_subfolder: str | None = field(
+        default=None,
+        metadata={
+            "help": "Subfolder of --model that holds the weights and tokenizer (ChatDoctor's Hub repo: result)."
         },
     )
     decoding: str = field(
         default="greedy",
         metadata={
-            "help": "greedy (default, fast and deterministic), paper (the original evaluation: 5-beam "
-            "sampling, 400 new tokens) or sample (multinomial). --max_tokens sets the new-token limit "
-            f"(default {DEFAULT_MAX_NEW_TOKENS}), --temperature the sampling temperature."
+            "help": "greedy (default, fast and deterministic), paper (the original evaluation: 5 beams with "
+            "sampling at temperature 1, 400 new tokens, pinned whatever --num_beams/--max_tokens/--temperature or "
+            "the checkpoint's generation config say) or sample (multinomial). --max_tokens sets the new-token "
+            f"limit (default {DEFAULT_MAX_NEW_TOKENS}), --temperature the sampling temperature."
         },
     )
     num_beams: int | None = field(default=None, metadata={"help": "Override the beam count of --decoding."})
@@ -111,8 +123,10 @@ class EvaluationArguments:
     max_prompt_tokens: int | None = field(
         default=None,
         metadata={
-            "help": "Cut longer prompts from the left of the note so prompt + answer fits the context "
-            "(default: the model's max_position_embeddings minus the new-token limit)."
+            "help": "Prompt budget in tokens: a longer prompt has the END of its note cut (never the template, "
+            "question or answer cue); how often and how much is recorded. Default for local models: "
+            "max_position_embeddings minus the new-token limit; for endpoints: no cut (estimated at ~4 "
+            "characters a token when set)."
         },
     )
 
@@ -216,6 +230,8 @@ class EvaluationArguments:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
+            raise ValueError(f"--max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
         if self.num_beams is not None and self.num_beams < 1:
             raise ValueError(f"--num_beams must be >= 1, got {self.num_beams}")
         if not 0.0 < self.decontamination_threshold <= 1.0:
@@ -223,9 +239,14 @@ class EvaluationArguments:
                 f"--decontamination_threshold must be in (0, 1], got {self.decontamination_threshold}"
             )
 
+    def engine_arguments(self, engine_args: EngineArguments) -> EngineArguments:
+        """The engine settings of generate's API backends: batch when --backend batch."""
+        engine_args.backend = "batch" if self.backend == "batch" else "sync"
+        return engine_args
+
     def judge_engine_arguments(self, engine_args: EngineArguments) -> EngineArguments:
         """The engine settings of the judge: its own endpoint and sampling, the shared pacing."""
-        return dataclasses.replace(
+        judge = dataclasses.replace(
             engine_args,
             model=self.judge_model,
             base_url=self.judge_base_url,
@@ -234,6 +255,18 @@ class EvaluationArguments:
             temperature=self.judge_temperature,
             max_tokens=self.judge_max_tokens,
         )
+        return self.engine_arguments(judge)
 
 
-RECIPE_CLASSES = (EvaluationArguments, EngineArguments)
+@dataclass
+class EvaluationEngineArguments(EngineArguments):
+    """The engine flags without their own ``--backend``: evaluation's ``--backend`` says it.
+
+    Two dataclasses with a ``backend`` field would clash in one parser, so here the
+    engine's backend is not a flag; ``EvaluationArguments.engine_arguments`` sets it.
+    """
+
+    backend: str = field(default="sync", init=False)
+
+
+RECIPE_CLASSES = (EvaluationArguments, EvaluationEngineArguments)

@@ -3,7 +3,13 @@
 The original evaluation decoded one sample at a time with 5-beam sampling. Here a local
 model answers in batches: prompts sorted by length (little padding), left padding (the
 answer of every row starts at the same position), the KV cache on. Greedy decoding is
-the default; the paper's setting stays one flag away (``--decoding paper``).
+the default; the paper's setting stays one flag away (``--decoding paper``, which pins
+5-beam sampling at temperature 1 and 400 new tokens whatever the checkpoint's
+generation config says).
+
+A prompt longer than the budget is cut in the note, never in the instruction: the
+template, the question and the answer cue are always kept (:func:`prompting.fit_note`),
+and how often and how much was cut is recorded in the folder's provenance.
 
 Both backends resume: the local one writes every finished batch to a shard file in the
 output's working folder and skips those rows on a rerun; the API one has the engine's
@@ -21,8 +27,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from asclepius.engine.request import estimate_prompt_tokens
 from asclepius.evaluation.config import DEFAULT_MAX_NEW_TOKENS, EvaluationArguments
-from asclepius.evaluation.prompting import api_messages, render_prompt, renders_special_tokens
+from asclepius.evaluation.prompting import (
+    TruncationLog,
+    api_messages,
+    fit_note,
+    render_prompt,
+    renders_special_tokens,
+    style_for_model,
+)
 from asclepius.hub import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -33,9 +47,9 @@ DECODING_PRESETS = {
     "paper": (True, 5),  # the original evaluation: beam search with sampling, 400 new tokens
     "sample": (True, 1),
 }
-# Kept free under the context limit when a prompt is cut: re-tokenizing a cut note can
-# merge or split a token or two at the cut.
-_TRUNCATION_MARGIN = 8
+# What --decoding paper pins, whatever the flags or the checkpoint's generation config say:
+# the original evaluation's settings (5 beams with sampling, temperature 1, 400 new tokens).
+PAPER_DECODING = {"do_sample": True, "num_beams": 5, "temperature": 1.0, "max_new_tokens": 400}
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,10 @@ class Decoding:
         cls, args: EvaluationArguments, *, max_tokens: int | None = None, temperature: float | None = None
     ) -> Decoding:
         do_sample, num_beams = DECODING_PRESETS[args.decoding]
+        if args.decoding == "paper":
+            return cls.paper(
+                seed=args.seed, num_beams=args.num_beams, max_new_tokens=max_tokens, temperature=temperature
+            )
         return cls(
             do_sample=do_sample,
             num_beams=args.num_beams or num_beams,
@@ -60,6 +78,24 @@ class Decoding:
             top_p=args.top_p if do_sample else None,
             seed=args.seed,
         )
+
+    @classmethod
+    def paper(
+        cls,
+        *,
+        seed: int = 0,
+        num_beams: int | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> Decoding:
+        """The original evaluation's decoding; other values given for it are overridden, with a warning."""
+        given = {"num_beams": num_beams, "max_new_tokens": max_new_tokens, "temperature": temperature}
+        for name, value in given.items():
+            if value is not None and value != PAPER_DECODING[name]:
+                logger.warning(
+                    "--decoding paper pins %s=%s; the %s given is ignored", name, PAPER_DECODING[name], value
+                )
+        return cls(**PAPER_DECODING, top_p=None, seed=seed)
 
     def api_temperature(self) -> float:
         """Endpoints have no beams: greedy is temperature 0, sampling the given (or 1.0)."""
@@ -109,11 +145,14 @@ class LocalGenerator:
         attn_implementation: str | None = None,
         max_prompt_tokens: int | None = None,
         cache_implementation: str | None = "static",
+        subfolder: str | None = None,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_path = str(model_path)
-        self.prompt_style = prompt_style
+        # "asclepius" becomes the bytes the model's card says it was trained on.
+        self.prompt_style = style_for_model(prompt_style, self.model_path)
+        self.subfolder = subfolder or ""
         self.decoding = decoding or Decoding(
             do_sample=False, num_beams=1, max_new_tokens=DEFAULT_MAX_NEW_TOKENS
         )
@@ -121,13 +160,15 @@ class LocalGenerator:
         self.device = pick_device(device)
         # Left padding: in a batch every prompt then ends at the same column and the new
         # tokens of all rows line up after it.
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, padding_side="left")
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            self.model_path, padding_side="left", subfolder=self.subfolder
+        )
         if self.tokenizer.pad_token is None:
             # Padding is masked out, so any token works; EOS is what most causal LMs use.
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         self.model = AutoModelForCausalLM.from_pretrained(
-            self.model_path, dtype=pick_dtype(dtype, self.device), **extra
+            self.model_path, dtype=pick_dtype(dtype, self.device), subfolder=self.subfolder, **extra
         ).to(self.device)
         self.model.eval()
         context = getattr(self.model.config, "max_position_embeddings", None)
@@ -135,7 +176,11 @@ class LocalGenerator:
             context - self.decoding.max_new_tokens if context else None
         )
         self.generation_config = self._generation_config()
-        self.truncated = 0  # prompts whose note had to be cut to fit the context
+        self.truncation = TruncationLog()  # prompts whose note had to be cut to fit the context
+
+    @property
+    def truncated(self) -> int:
+        return self.truncation.prompts_cut
 
     def _generation_config(self):
         config = copy.deepcopy(self.model.generation_config)
@@ -158,7 +203,7 @@ class LocalGenerator:
         else:
             # A checkpoint's sampling defaults (Llama-2: 0.6 / 0.9) mean nothing to greedy search.
             config.temperature, config.top_p, config.top_k = None, None, None
-        # Beam search stops when every beam is done, like the original evaluation.
+        # Beam search stops when every beam is done.
         config.early_stopping = True if d.num_beams > 1 else config.early_stopping
         return config
 
@@ -167,22 +212,27 @@ class LocalGenerator:
         return render_prompt(self.prompt_style, note, question, self.tokenizer)
 
     def encode(self, note: str, question: str) -> list[int]:
-        """Token ids of the prompt; a note too long for the context is cut at its end."""
+        """Token ids of the prompt; a note too long for the budget is cut at its end, nothing else."""
         special = not renders_special_tokens(self.prompt_style)
-        ids = self.tokenizer(self.prompt(note, question), add_special_tokens=special)["input_ids"]
+
+        def ids_of(note_text: str) -> list[int]:
+            return self.tokenizer(self.prompt(note_text, question), add_special_tokens=special)["input_ids"]
+
+        ids = ids_of(note)
         limit = self.max_prompt_tokens
         if limit is None or len(ids) <= limit:
             return ids
+        # Cut in the note's own tokens and re-render: the header, question and answer cue stay whole.
         note_ids = self.tokenizer(note, add_special_tokens=False)["input_ids"]
-        for _ in range(3):  # re-tokenizing the cut note rarely changes the count; retry if it does
-            keep = max(0, len(note_ids) - (len(ids) - limit) - _TRUNCATION_MARGIN)
-            note_ids = note_ids[:keep]
-            cut_note = self.tokenizer.decode(note_ids)
-            ids = self.tokenizer(self.prompt(cut_note, question), add_special_tokens=special)["input_ids"]
-            if len(ids) <= limit:
-                break
-        self.truncated += 1
-        return ids[-limit:]
+        cut_note, tokens_cut = fit_note(
+            note_ids,
+            lambda units: self.tokenizer.decode(units),
+            lambda text: len(ids_of(text)),
+            limit,
+            what=f"prompt for {self.model_path}",
+        )
+        self.truncation.record(tokens_cut)
+        return ids_of(cut_note)
 
     # --- generation ------------------------------------------------------------------
     def generate_ids(self, batch: Sequence[Sequence[int]]) -> list[str]:
@@ -227,14 +277,15 @@ class LocalGenerator:
         for index, text in (done or {}).items():
             answers[index] = text
         todo = [i for i in range(len(notes)) if answers[i] is None]
-        truncated_before = self.truncated
+        before = self.truncation.as_dict()
         encoded = {i: self.encode(notes[i], questions[i]) for i in todo}
         todo.sort(key=lambda i: (-len(encoded[i]), i))
-        if self.truncated > truncated_before:
+        if self.truncation.prompts_cut > before["prompts_cut"]:
             logger.warning(
-                "%d prompts were longer than %d tokens: the end of their notes was cut",
-                self.truncated - truncated_before,
+                "%d prompts were longer than %d tokens: the end of their notes was cut (%d note tokens in all)",
+                self.truncation.prompts_cut - before["prompts_cut"],
                 self.max_prompt_tokens,
+                self.truncation.note_tokens_cut - before["note_tokens_cut"],
             )
         bar = tqdm(total=len(todo), desc="generating", unit="answer", disable=not show_progress)
         for start in range(0, len(todo), batch_size):
@@ -253,7 +304,11 @@ class LocalGenerator:
 
 # --- resume shards (local backend) ------------------------------------------------------
 def generation_fingerprint(
-    model_path: str, prompt_style: str, decoding: Decoding, max_prompt_tokens: int | None
+    model_path: str,
+    prompt_style: str,
+    decoding: Decoding,
+    max_prompt_tokens: int | None,
+    subfolder: str | None = None,
 ) -> str:
     """What determines the answers: shards made with other settings are never reused."""
     model = str(Path(model_path).resolve()) if Path(model_path).exists() else model_path
@@ -262,6 +317,7 @@ def generation_fingerprint(
         "prompt_style": prompt_style,
         "decoding": asdict(decoding),
         "max_prompt_tokens": max_prompt_tokens,
+        **({"subfolder": subfolder} if subfolder else {}),  # absent when unused: older shards still match
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -333,11 +389,15 @@ def generate_api(
     prompt_style: str,
     decoding: Decoding,
     ledger_path: str | os.PathLike,
+    max_prompt_tokens: int | None = None,
+    truncation: TruncationLog | None = None,
 ):
     """Answers from an OpenAI-compatible endpoint; returns (answers or None, errors, summary).
 
     A permanently failed row (content filter, HTTP 400...) gets ``None`` and its reason;
-    the judge counts it as a model without an answer for that item.
+    the judge counts it as a model without an answer for that item. With
+    ``max_prompt_tokens``, a longer prompt (by the engine's tokenizer-free estimate) has
+    its note cut to fit, counted in ``truncation``.
     """
     from asclepius.engine import Engine, Request, run_requests
 
@@ -356,9 +416,12 @@ def generate_api(
     answers: list[str | None] = [None] * len(notes)
     errors: list[str | None] = [None] * len(notes)
 
+    truncation = truncation if truncation is not None else TruncationLog()
+
     def requests():
         for index, (note, question) in enumerate(zip(notes, questions)):
-            yield Request(messages=api_messages(prompt_style, note, question), metadata={"index": index})
+            messages = fit_api_messages(prompt_style, note, question, max_prompt_tokens, truncation)
+            yield Request(messages=messages, metadata={"index": index})
 
     def on_result(result) -> None:
         index = result.request.metadata["index"]
@@ -368,4 +431,34 @@ def generate_api(
             errors[index] = result.error
 
     summary = run_requests(engine, requests(), on_result, total=len(notes))
+    if truncation.prompts_cut:
+        logger.warning(
+            "%d prompts were over the %d-token budget: the end of their notes was cut (~%d tokens in all)",
+            truncation.prompts_cut,
+            max_prompt_tokens,
+            truncation.note_tokens_cut,
+        )
     return answers, errors, summary
+
+
+def fit_api_messages(
+    prompt_style: str,
+    note: str,
+    question: str,
+    max_prompt_tokens: int | None,
+    truncation: TruncationLog,
+) -> list[dict[str, str]]:
+    """The messages for one row, the note cut (by characters) so the estimate fits ``max_prompt_tokens``."""
+    messages = api_messages(prompt_style, note, question)
+    if max_prompt_tokens is None or estimate_prompt_tokens(messages) <= max_prompt_tokens:
+        return messages
+    cut_note, characters_cut = fit_note(
+        list(note),
+        "".join,
+        lambda text: estimate_prompt_tokens(api_messages(prompt_style, text, question)),
+        max_prompt_tokens,
+        what="prompt for the endpoint",
+    )
+    # Recorded in estimated tokens (about 4 characters each), like the budget.
+    truncation.record(-(-characters_cut // 4))
+    return api_messages(prompt_style, cut_note, question)

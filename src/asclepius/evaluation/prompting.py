@@ -1,15 +1,33 @@
-"""The prompt a model is asked in, by style.
+"""The prompt a model is asked in, by style, and how an over-long note is cut to fit.
 
 The paper prompted each model in the format it was trained on: the Asclepius models in
-the published template, the baselines in Alpaca, MedAlpaca or Vicuna chat format. The
-``chat_template`` style wraps the published prompt in the model's own chat template,
-for instruction-tuned models that expect one (Llama-3-Instruct, Mistral-Instruct...).
+the published template, the baselines in their own formats (``prompts.PROMPT_STYLES``:
+base LLaMA/PMC-LLaMA, Alpaca/ChatDoctor, MedAlpaca, Vicuna/Clinical Camel), byte for
+byte. The ``chat_template`` style wraps the published prompt in the model's own chat
+template, for instruction-tuned models that expect one (Llama-3-Instruct, ...).
+
+A model trained by this project says in its card which ``prompt_format`` it learned
+(:func:`model_prompt_format`); the ``asclepius`` style then asks it in those bytes
+(:func:`style_for_model`), so a model trained with ``original`` is prompted as trained.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
 from asclepius import prompts
+from asclepius.errors import InputError
 from asclepius.evaluation.config import PROMPT_STYLE_CHOICES
+from asclepius.hub import WORK_DIR_NAME, read_card_metadata
+
+logger = logging.getLogger(__name__)
+
+# Where a trained model folder records its training prompt (card YAML key, or the stage's facts file).
+PROMPT_FORMAT_KEY = "prompt_format"
 
 
 def prompt_template(style: str) -> str:
@@ -28,8 +46,9 @@ def style_prompt_hash(style: str) -> str:
 def render_prompt(style: str, note: str, question: str, tokenizer=None) -> str:
     """The full text the model continues, for one (note, question).
 
-    Notes and questions are inserted as they are (no stripping): the published models
-    were trained on the template filled with the dataset's fields verbatim.
+    ``asclepius`` fills the fields verbatim (our models are trained on them verbatim);
+    the paper's baseline styles and ``asclepius_original`` strip leading and trailing
+    newlines from each field first, as the original code did.
     """
     if style == "chat_template":
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
@@ -39,7 +58,10 @@ def render_prompt(style: str, note: str, question: str, tokenizer=None) -> str:
             )
         messages = [{"role": "user", "content": prompts.render_inference_prompt(note, question)}]
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return prompt_template(style).format(note=note, question=question)
+    template = prompt_template(style)
+    if style in prompts.FIELD_STRIPPED_STYLES:
+        note, question = note.strip("\n"), question.strip("\n")
+    return template.format(note=note, question=question)
 
 
 def renders_special_tokens(style: str) -> bool:
@@ -55,3 +77,94 @@ def api_messages(style: str, note: str, question: str) -> list[dict[str, str]]:
     """
     text_style = "asclepius" if style == "chat_template" else style
     return [{"role": "user", "content": render_prompt(text_style, note, question)}]
+
+
+# --- which bytes a trained model expects ------------------------------------------------
+def model_prompt_format(model_path: str) -> str | None:
+    """The ``prompt_format`` a local model folder's card says it was trained with (None: not recorded).
+
+    Read from the card's YAML header, else from the training stage's facts file (an
+    unfinished or merged folder). Hub ids are not looked up (nothing is downloaded at run time).
+    """
+    folder = Path(model_path)
+    if not folder.is_dir():
+        return None
+    value = read_card_metadata(folder).get(PROMPT_FORMAT_KEY) if (folder / "README.md").exists() else None
+    facts_file = folder / WORK_DIR_NAME / "card_facts.json"
+    if value is None and facts_file.exists():
+        value = json.loads(facts_file.read_text(encoding="utf-8")).get(PROMPT_FORMAT_KEY)
+    if value is not None and value not in prompts.PROMPT_FORMATS:
+        raise InputError(folder / "README.md", f"unknown prompt_format {value!r}", field=PROMPT_FORMAT_KEY)
+    return value
+
+
+def style_for_model(style: str, model_path: str) -> str:
+    """``asclepius`` becomes the style of the prompt_format the model's card records; others are kept."""
+    if style != "asclepius":
+        return style
+    recorded = model_prompt_format(model_path)
+    if recorded is None:
+        return style
+    resolved = prompts.STYLE_OF_PROMPT_FORMAT[recorded]
+    if resolved != style:
+        logger.info(
+            "%s was trained with prompt_format %s: prompting it as %s", model_path, recorded, resolved
+        )
+    return resolved
+
+
+# --- cutting an over-long note, never the instruction ------------------------------------
+@dataclass
+class TruncationLog:
+    """How often prompts were too long, and how much note text was cut to fit."""
+
+    prompts_cut: int = 0
+    note_tokens_cut: int = 0
+    max_note_tokens_cut: int = 0
+
+    def record(self, tokens_cut: int) -> None:
+        self.prompts_cut += 1
+        self.note_tokens_cut += tokens_cut
+        self.max_note_tokens_cut = max(self.max_note_tokens_cut, tokens_cut)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompts_cut": self.prompts_cut,
+            "note_tokens_cut": self.note_tokens_cut,
+            "max_note_tokens_cut": self.max_note_tokens_cut,
+        }
+
+
+def fit_note(
+    note_units: list,
+    join: Callable[[list], str],
+    measure: Callable[[str], int],
+    limit: int,
+    *,
+    what: str = "prompt",
+) -> tuple[str, int]:
+    """The longest prefix of the note whose prompt measures at most ``limit``; returns (note, units cut).
+
+    ``note_units`` is the note split into units (token ids, or characters for an
+    endpoint); ``join`` rebuilds note text from a prefix; ``measure(note_text)`` is the
+    size of the full prompt with that note. The template, the question and the answer
+    cue are always kept: only the end of the note is cut. A limit the prompt exceeds
+    even with an empty note is a one-line InputError.
+    """
+    full = join(note_units)
+    if measure(full) <= limit:
+        return full, 0
+    if measure(join([])) > limit:
+        raise InputError(
+            what,
+            f"the prompt template and question alone exceed the {limit}-token prompt budget; "
+            "raise --max_prompt_tokens (or lower --max_tokens) or use a model with a longer context",
+        )
+    low, high = 0, len(note_units)  # measure(join(units[:low])) <= limit < measure(join(units[:high]))
+    while high - low > 1:
+        middle = (low + high) // 2
+        if measure(join(note_units[:middle])) <= limit:
+            low = middle
+        else:
+            high = middle
+    return join(note_units[:low]), len(note_units) - low

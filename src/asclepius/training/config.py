@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from trl import ModelConfig, ScriptArguments, SFTConfig
 
+from asclepius.prompts import DEFAULT_PROMPT_FORMAT, PROMPT_FORMATS
+
 STAGES = ("pretrain", "sft")
 
 
@@ -35,6 +37,17 @@ class TrainScriptArguments(ScriptArguments):
         default="question", metadata={"help": "Column holding the instruction (sft)."}
     )
     answer_column: str = field(default="answer", metadata={"help": "Column holding the answer (sft)."})
+    prompt_format: str = field(
+        default=DEFAULT_PROMPT_FORMAT,
+        metadata={
+            "help": "Bytes of the training prompt (sft). readme (default): the published inference prompt, fields "
+            "verbatim, so the model is trained and prompted identically. original: what the original code trained "
+            "the released checkpoints on (no space after [Instruction End], every field stripped of leading and "
+            "trailing newlines, answer + EOS). Recorded in the model card; generate.py and asclepius chat then "
+            "prompt the model in the same bytes.",
+            "choices": list(PROMPT_FORMATS),
+        },
+    )
     learning_signal: bool = field(
         default=True,
         metadata={
@@ -62,6 +75,10 @@ class TrainScriptArguments(ScriptArguments):
             raise ValueError(f"--test_ratio must be in [0, 1), got {self.test_ratio}")
         if self.max_eval_examples is not None and self.max_eval_examples < 1:
             raise ValueError(f"--max_eval_examples must be >= 1, got {self.max_eval_examples}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ValueError(
+                f"--prompt_format must be one of {', '.join(PROMPT_FORMATS)}; got {self.prompt_format!r}"
+            )
         if self.dataset_streaming:
             raise ValueError(
                 "--dataset_streaming is not supported: notes are deduplicated over the whole dataset"

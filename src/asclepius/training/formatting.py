@@ -3,8 +3,10 @@
 * Continued pretraining reads notes. The instruction dataset repeats a note once per
   question, so notes are deduplicated first: otherwise a note with five questions
   would be trained on five times per epoch.
-* Instruction tuning reads (prompt, completion) pairs: the published inference
-  template filled with the note and question, and the answer followed by EOS.
+* Instruction tuning reads (prompt, completion) pairs: the inference template filled
+  with the note and question, and the answer followed by EOS. ``prompt_format`` picks
+  the bytes: ``readme`` (default, the published prompt with the fields verbatim) or
+  ``original`` (the original training code's bytes, see :mod:`asclepius.prompts`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datasets import Dataset
 
 from asclepius.data.loading import load_split
 from asclepius.errors import InputError
-from asclepius.prompts import render_inference_prompt
+from asclepius.prompts import DEFAULT_PROMPT_FORMAT, render_training_prompt, training_completion
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +75,15 @@ def to_prompt_completion(
     question_column: str = "question",
     answer_column: str = "answer",
     source: str = "dataset",
+    prompt_format: str = DEFAULT_PROMPT_FORMAT,
 ) -> Dataset:
-    """``prompt`` (the published template with note and question) and ``completion`` (the answer)."""
+    """``prompt`` (the template of ``prompt_format`` with note and question) and ``completion`` (the answer)."""
     require_columns(dataset, [note_column, question_column, answer_column], source)
 
     def render(row: dict) -> dict:
         return {
-            "prompt": render_inference_prompt(row[note_column], row[question_column]),
-            "completion": row[answer_column],
+            "prompt": render_training_prompt(row[note_column], row[question_column], prompt_format),
+            "completion": training_completion(row[answer_column], prompt_format),
         }
 
     return dataset.map(render, remove_columns=dataset.column_names, desc="Rendering prompts")
