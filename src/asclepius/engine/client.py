@@ -18,10 +18,19 @@ from asclepius.engine.config import EngineArguments
 from asclepius.engine.pacing import retry_delay_from_headers
 from asclepius.engine.request import estimate_prompt_tokens
 from asclepius.errors import InputError
+from asclepius.redaction import redact_text, redact_url
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 # 408 timeout, 409 conflict (OpenAI uses it for transient lock contention), 429 rate limit.
 _RETRYABLE_4XX = {408, 409, 429}
+# Wrong key, no access, wrong model or deployment name: not worth a retry within the run,
+# but a rerun after the user fixes the flag must try again, so they are never final.
+FIXABLE_STATUSES = (401, 403, 404)
+
+
+def fixable_by_rerun(error: str | None) -> bool:
+    """A recorded failure that a rerun (with a fixed key or model name) should send again."""
+    return bool(error) and any(error.startswith(f"http {status}") for status in FIXABLE_STATUSES)
 
 
 class Secret:
@@ -36,8 +45,12 @@ class Secret:
         return self._value
 
     def scrub(self, text: str) -> str:
-        """Remove the key from text that came back from the server (some echo it in errors)."""
-        return text.replace(self._value, "***") if len(self._value) >= 8 else text
+        """Remove the key, and any credential in a URL, from text about to be logged or recorded.
+
+        Servers echo keys in errors and connection errors quote the URL they tried.
+        """
+        text = text.replace(self._value, "***") if len(self._value) >= 8 else text
+        return redact_text(text)
 
     def __repr__(self) -> str:
         return "Secret('***')"
@@ -74,7 +87,7 @@ def read_api_key(args: EngineArguments) -> Secret:
         return Secret(key)
     if is_local(args.base_url):
         return Secret("EMPTY")
-    where = args.base_url or "api.openai.com"
+    where = redact_url(resolve_base_url(args))
     raise InputError(
         f"${args.api_key_env}",
         f"not set; it must hold the API key for {where} (choose the variable with --api_key_env)",

@@ -10,6 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from asclepius.engine.pricing import Price, price_for
+
+BACKENDS = ("sync", "batch")
+# The OpenAI Batch API's documented limits per input file (requests, bytes).
+BATCH_MAX_REQUESTS = 50_000
+BATCH_MAX_BYTES = 200 * 1024 * 1024
+
 
 @dataclass
 class EngineArguments:
@@ -72,21 +79,91 @@ class EngineArguments:
         default=None, metadata={"help": "USD per million completion tokens, for the cost estimate."}
     )
     show_progress: bool = field(default=True, metadata={"help": "Show a tqdm progress bar."})
+    backend: str = field(
+        default="sync",
+        metadata={
+            "help": "sync: one paced HTTP call per request; batch: the OpenAI/Azure Batch API (half price, "
+            "results within 24 h), through the same ledger and resume."
+        },
+    )
+    max_budget_usd: float | None = field(
+        default=None,
+        metadata={
+            "help": "Stop submitting when the ledger's spend plus the worst case of what is in flight would "
+            "exceed this many USD; rerun with a higher cap to continue. Needs prices (given or known model)."
+        },
+    )
+    batch_max_requests: int = field(
+        default=BATCH_MAX_REQUESTS, metadata={"help": "Batch backend: requests per batch file."}
+    )
+    batch_max_bytes: int = field(
+        default=BATCH_MAX_BYTES,
+        metadata={"help": "Batch backend: bytes per batch file (larger files are also split if refused)."},
+    )
+    batch_max_enqueued_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Batch backend: the provider's enqueued-token limit for the model (prompt estimate + "
+            "max_tokens of every request in open batches); batches wait until they fit. None = no limit."
+        },
+    )
+    batch_round_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Batch backend: requests per round; a round is submitted, waited for and its results "
+            "handed to the stage before the next round's prompts are built (the question pool is frozen "
+            "within a round). None = one round."
+        },
+    )
+    batch_poll_seconds: float = field(
+        default=30.0, metadata={"help": "Batch backend: seconds between status checks of open batches."}
+    )
+    batch_completion_window: str = field(
+        default="24h", metadata={"help": "Batch backend: completion_window of each batch."}
+    )
+    batch_write_only: bool = field(
+        default=False,
+        metadata={
+            "help": "Batch backend: write the batch JSONL files (runnable with `vllm run_batch`) and stop, "
+            "without uploading."
+        },
+    )
+    batch_results: str | None = field(
+        default=None,
+        metadata={
+            "help": "Import a Batch-API-format output file (e.g. from `vllm run_batch`) into the ledger "
+            "before the run; requests it answers are not sent."
+        },
+    )
 
     def __post_init__(self) -> None:
         # Fail at parse time with the flag's name rather than deep inside a run.
         for name in ("max_requests_per_minute", "max_tokens_per_minute", "request_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be > 0, got {getattr(self, name)}")
-        for name in ("max_concurrency", "max_attempts"):
+        for name in ("max_concurrency", "max_attempts", "batch_max_requests", "batch_max_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
+        for name in ("batch_poll_seconds", "max_budget_usd", "batch_round_size", "batch_max_enqueued_tokens"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"--{name} must be > 0, got {value}")
 
-    def estimate_cost(self, prompt_tokens: float, completion_tokens: float) -> float | None:
-        """USD for these token counts, or None when no price is configured."""
-        if self.input_price_per_million is None and self.output_price_per_million is None:
+    @property
+    def batch(self) -> bool:
+        return self.backend == "batch"
+
+    def price(self) -> Price | None:
+        """Per-token prices: the flags, else the table's for --model, else None (unknown)."""
+        return price_for(self.model, self.input_price_per_million, self.output_price_per_million)
+
+    def estimate_cost(
+        self, prompt_tokens: float, completion_tokens: float, *, batch: bool | None = None
+    ) -> float | None:
+        """USD for these token counts (batch: half price), or None when no price is known."""
+        price = self.price()
+        if price is None:
             return None
-        return (
-            prompt_tokens * (self.input_price_per_million or 0.0)
-            + completion_tokens * (self.output_price_per_million or 0.0)
-        ) / 1e6
+        return price.cost(prompt_tokens, completion_tokens, batch=self.batch if batch is None else batch)

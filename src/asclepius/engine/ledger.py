@@ -4,12 +4,19 @@ Rows are keyed by the request's content hash, so a rerun (after a crash, a Ctrl-
 finished run with more inputs) serves what it already paid for and sends only the rest.
 The ledger records facts (what the server answered, or why no answer came); policy such
 as fail_on_length is applied when a row is read, so changing a flag never needs a resend.
+
+Batch API runs add two tables: ``batch_shards`` (one JSONL file submitted as one batch,
+with its upload and batch ids recorded before anything waits on them) and
+``batch_members`` (which request keys a shard carries), so a killed run finds its
+batches again instead of paying for them twice.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +38,31 @@ CREATE TABLE IF NOT EXISTS results (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS results_resume_key ON results (resume_key) WHERE resume_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS batch_shards (
+    shard TEXT PRIMARY KEY,          -- sha256 of the JSONL bytes; the uploaded file is named after it
+    path TEXT NOT NULL,              -- the JSONL file in the work folder
+    state TEXT NOT NULL,             -- written, uploading, uploaded, creating, submitted, collected, dropped
+    file_id TEXT,
+    batch_id TEXT,
+    status TEXT,                     -- the provider's last reported batch status
+    requests INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,         -- enqueued-token estimate: prompt estimate + max_tokens
+    worst_cost REAL,                 -- USD if every request used its max_tokens (batch price)
+    round INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_members (
+    shard TEXT NOT NULL,
+    key TEXT NOT NULL,
+    resume_key TEXT,
+    PRIMARY KEY (shard, key)
+);
+CREATE INDEX IF NOT EXISTS batch_members_key ON batch_members (key);
 """
+# Columns added after the first release; older ledgers get them on open.
+_ADDED_COLUMNS = {"backend": "TEXT", "cost_usd": "REAL"}
 
 _COLUMNS = "key, status, content, finish_reason, prompt_tokens, completion_tokens, error, transient, attempts"
 
@@ -49,12 +80,31 @@ class Entry:
     attempts: int
 
 
+@dataclass(frozen=True)
+class Shard:
+    shard: str
+    path: str
+    state: str
+    file_id: str | None
+    batch_id: str | None
+    status: str | None
+    requests: int
+    bytes: int
+    tokens: int
+    worst_cost: float | None
+    round: int
+
+
+_SHARD_COLUMNS = "shard, path, state, file_id, batch_id, status, requests, bytes, tokens, worst_cost, round"
+
+
 class Ledger:
     def __init__(self, path: str | os.PathLike, *, read_only: bool = False):
         self.path = Path(path)
+        self._snapshot: str | None = None
+        self._has_batches, self._old_schema = True, False
         if read_only:
-            # dry_run peeks at what is already done without creating anything.
-            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            self._open_snapshot()
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=30.0)
@@ -66,7 +116,33 @@ class Ledger:
         # FULL would fsync on every answer and cap throughput at the disk's fsync rate.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+        for name, kind in _ADDED_COLUMNS.items():
+            if name not in present:
+                self._db.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
         self._db.commit()
+
+    def _open_snapshot(self) -> None:
+        """Read without writing a byte next to the ledger (a dry run leaves the folder as it was).
+
+        SQLite creates -wal/-shm files even for a read-only open of a WAL database, so a
+        ledger with a write-ahead log (a killed run leaves one) is copied to a temporary
+        folder and read there; a clean ledger is opened as immutable.
+        """
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists():
+            self._snapshot = tempfile.mkdtemp(prefix="asclepius-ledger-")
+            copy = Path(self._snapshot) / self.path.name
+            shutil.copyfile(self.path, copy)
+            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+            self._db = sqlite3.connect(copy)
+        else:
+            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+        self._has_batches = bool(
+            self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'batch_members'").fetchone()
+        )
+        self._old_schema = not set(_ADDED_COLUMNS) <= present
 
     @staticmethod
     def _entry(row: tuple | None) -> Entry | None:
@@ -87,39 +163,127 @@ class Ledger:
         ).fetchone()
         return self._entry(row)
 
-    def put(self, entry: Entry, *, resume_key: str | None, model: str) -> None:
+    def put(
+        self,
+        entry: Entry,
+        *,
+        resume_key: str | None,
+        model: str,
+        backend: str = "sync",
+        cost_usd: float | None = None,
+    ) -> None:
         """Write and COMMIT one row; the caller hands out the result only after this returns."""
-        now = time.time()
         with self._db:  # commits, or rolls back on error
-            self._db.execute(
-                "INSERT INTO results (key, status, content, finish_reason, prompt_tokens, completion_tokens,"
-                " error, transient, attempts, resume_key, model, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET status = excluded.status, content = excluded.content,"
-                " finish_reason = excluded.finish_reason, prompt_tokens = excluded.prompt_tokens,"
-                " completion_tokens = excluded.completion_tokens, error = excluded.error,"
-                " transient = excluded.transient, attempts = results.attempts + excluded.attempts,"
-                " resume_key = COALESCE(excluded.resume_key, results.resume_key),"
-                " model = excluded.model, updated_at = excluded.updated_at",
-                (
-                    entry.key,
-                    entry.status,
-                    entry.content,
-                    entry.finish_reason,
-                    entry.prompt_tokens,
-                    entry.completion_tokens,
-                    entry.error,
-                    int(entry.transient),
-                    entry.attempts,
-                    resume_key,
-                    model,
-                    now,
-                    now,
-                ),
-            )
+            self._put(entry, resume_key=resume_key, model=model, backend=backend, cost_usd=cost_usd)
+
+    def put_many(self, rows: list[tuple[Entry, str | None, str, str, float | None]], *, then=None) -> None:
+        """Write (entry, resume_key, model, backend, cost) rows and run ``then()`` in ONE transaction."""
+        with self._db:
+            for entry, resume_key, model, backend, cost_usd in rows:
+                self._put(entry, resume_key=resume_key, model=model, backend=backend, cost_usd=cost_usd)
+            if then is not None:
+                then()
+
+    def _put(
+        self, entry: Entry, *, resume_key: str | None, model: str, backend: str, cost_usd: float | None
+    ) -> None:
+        now = time.time()
+        self._db.execute(
+            "INSERT INTO results (key, status, content, finish_reason, prompt_tokens, completion_tokens,"
+            " error, transient, attempts, resume_key, model, backend, cost_usd, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET status = excluded.status, content = excluded.content,"
+            " finish_reason = excluded.finish_reason, prompt_tokens = excluded.prompt_tokens,"
+            " completion_tokens = excluded.completion_tokens, error = excluded.error,"
+            " transient = excluded.transient, attempts = results.attempts + excluded.attempts,"
+            " resume_key = COALESCE(excluded.resume_key, results.resume_key),"
+            " model = excluded.model, backend = excluded.backend,"
+            " cost_usd = COALESCE(results.cost_usd, 0) + COALESCE(excluded.cost_usd, 0),"
+            " updated_at = excluded.updated_at",
+            (
+                entry.key,
+                entry.status,
+                entry.content,
+                entry.finish_reason,
+                entry.prompt_tokens,
+                entry.completion_tokens,
+                entry.error,
+                int(entry.transient),
+                entry.attempts,
+                resume_key,
+                model,
+                backend,
+                cost_usd,
+                now,
+                now,
+            ),
+        )
 
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT status, COUNT(*) FROM results GROUP BY status").fetchall())
 
+    def spent(self) -> float:
+        """USD recorded so far (rows whose price was known)."""
+        if self._old_schema:
+            return 0.0
+        return float(self._db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM results").fetchone()[0])
+
+    # --- batches ------------------------------------------------------------------------
+    def add_shard(self, shard: Shard, members: list[tuple[str, str | None]]) -> None:
+        """Record a written shard and the keys it carries (before anything is uploaded)."""
+        now = time.time()
+        with self._db:
+            self._db.execute(
+                f"INSERT OR IGNORE INTO batch_shards ({_SHARD_COLUMNS}, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*[getattr(shard, name) for name in _SHARD_COLUMNS.split(", ")], now, now),
+            )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO batch_members (shard, key, resume_key) VALUES (?, ?, ?)",
+                [(shard.shard, key, resume_key) for key, resume_key in members],
+            )
+
+    def update_shard(self, shard: str, **values) -> None:
+        with self._db:
+            self._update_shard(shard, **values)
+
+    def _update_shard(self, shard: str, **values) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        self._db.execute(
+            f"UPDATE batch_shards SET {assignments}, updated_at = ? WHERE shard = ?",
+            (*values.values(), time.time(), shard),
+        )
+
+    def shard(self, shard: str) -> Shard | None:
+        row = self._db.execute(
+            f"SELECT {_SHARD_COLUMNS} FROM batch_shards WHERE shard = ?", (shard,)
+        ).fetchone()
+        return Shard(*row) if row else None
+
+    def open_shards(self) -> list[Shard]:
+        """Shards written but not yet collected (or dropped), oldest first."""
+        if not self._has_batches:
+            return []
+        rows = self._db.execute(
+            f"SELECT {_SHARD_COLUMNS} FROM batch_shards WHERE state NOT IN ('collected', 'dropped')"
+            " ORDER BY created_at"
+        ).fetchall()
+        return [Shard(*row) for row in rows]
+
+    def members(self, shard: str) -> list[tuple[str, str | None]]:
+        return self._db.execute(
+            "SELECT key, resume_key FROM batch_members WHERE shard = ? ORDER BY rowid", (shard,)
+        ).fetchall()
+
+    def member_resume_key(self, key: str) -> str | None:
+        if not self._has_batches:
+            return None
+        row = self._db.execute(
+            "SELECT resume_key FROM batch_members WHERE key = ? AND resume_key IS NOT NULL LIMIT 1", (key,)
+        ).fetchone()
+        return row[0] if row else None
+
     def close(self) -> None:
         self._db.close()
+        if self._snapshot is not None:
+            shutil.rmtree(self._snapshot, ignore_errors=True)

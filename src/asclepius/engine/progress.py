@@ -36,7 +36,17 @@ class EngineSummary:
     estimated_prompt_tokens: int = 0  # dry run: ~chars/4
     estimated_completion_tokens: int = 0  # dry run: upper bound, max_tokens per request
     elapsed: float = 0.0
-    estimated_cost: float | None = None  # USD, when prices are configured
+    estimated_cost: float | None = None  # USD, when prices are known (this run's calls; dry run: sync price)
+    backend: str = "sync"
+    spent_before: float = 0.0  # USD the ledger had recorded when the run started
+    estimated_batch_cost: float | None = None  # dry run: the same requests through the Batch API
+    # Batch backend: rounds (requests per round; a stage's pool is frozen within one),
+    # batches created, and API calls spent on uploads, creates, polls and downloads.
+    batch_rounds: list[int] = field(default_factory=list)
+    batches_created: int = 0
+    batch_polls: int = 0
+    batch_api_calls: int = 0
+    batch_resubmitted: int = 0  # requests sent again (expired/cancelled batch, errored row)
 
     def record(self, ok: bool, error: str | None, from_ledger: bool) -> None:
         self.from_ledger += from_ledger
@@ -47,9 +57,24 @@ class EngineSummary:
             reason = failure_category(error)
             self.failed_by_reason[reason] = self.failed_by_reason.get(reason, 0) + 1
 
+    def card_facts(self) -> dict:
+        """What a stage card should say about how its requests were run (backend, rounds, spend)."""
+        facts: dict = {"backend": self.backend}
+        if self.backend == "batch":
+            facts["batch_rounds"] = len(self.batch_rounds)
+            facts["batch_round_sizes"] = list(self.batch_rounds)
+            facts["batch_pool_policy"] = (
+                "requests were submitted in rounds; prompts that depend on earlier answers (the question "
+                "pool) saw the pool as it stood when their round was submitted (frozen within a round)"
+            )
+        if self.estimated_cost is not None:
+            facts["cost_usd_this_run"] = round(self.estimated_cost, 6)
+        return facts
+
     def format(self) -> str:
         cost = f"${self.estimated_cost:,.4f}" if self.estimated_cost is not None else "n/a (no prices set)"
         if self.dry_run:
+            batch = f"${self.estimated_batch_cost:,.4f}" if self.estimated_batch_cost is not None else "n/a"
             return "\n".join(
                 [
                     f"{self.description} (dry run, nothing sent)",
@@ -57,7 +82,8 @@ class EngineSummary:
                     f"{self.to_send:,} to send)",
                     f"  est. tokens: {self.estimated_prompt_tokens:,} prompt + "
                     f"<= {self.estimated_completion_tokens:,} completion",
-                    f"  est. cost:   <= {cost}",
+                    f"  est. cost:   <= {cost} synchronous, <= {batch} with --backend batch"
+                    + (f" (ledger already spent ${self.spent_before:,.4f})" if self.spent_before else ""),
                 ]
             )
         reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(self.failed_by_reason.items()))
@@ -70,8 +96,18 @@ class EngineSummary:
                 f"  ok: {self.ok:,}   failed: {self.failed:,}" + (f" ({reasons})" if reasons else ""),
                 f"  tokens: {self.prompt_tokens:,} prompt + {self.completion_tokens:,} completion "
                 f"({(self.prompt_tokens + self.completion_tokens) / minutes:,.0f}/min)",
-                f"  est. cost: {cost}",
+                f"  est. cost: {cost} ({self.backend})"
+                + (f", ledger spend before this run ${self.spent_before:,.4f}" if self.spent_before else ""),
             ]
+            + (
+                [
+                    f"  batches: {self.batches_created:,} created in {len(self.batch_rounds):,} round(s), "
+                    f"{self.batch_resubmitted:,} requests resubmitted, {self.batch_api_calls:,} batch API calls "
+                    f"({self.batch_polls:,} status polls)"
+                ]
+                if self.backend == "batch"
+                else []
+            )
         )
 
 

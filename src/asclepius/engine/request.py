@@ -20,8 +20,9 @@ class Request:
     metadata: dict = field(default_factory=dict)
     max_tokens: int | None = None
     temperature: float | None = None
-    # Stable logical key: a DONE ledger row with this resume_key is reused even when the
-    # messages differ (prompts built from a pool that grows in completion order).
+    # Stable logical key: a DONE ledger row with this resume_key (and the same model and
+    # sampling parameters) is reused even when the messages differ (prompts built from a
+    # pool that grows in completion order).
     resume_key: str | None = None
 
 
@@ -45,6 +46,16 @@ def request_key(model: str, messages: list[dict[str, Any]], **sampling: Any) -> 
     payload = {"model": model, "messages": messages, **{k: v for k, v in sampling.items() if v is not None}}
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def scoped_resume_key(resume_key: str, model: str, **sampling: Any) -> str:
+    """The caller's logical resume key scoped to the model and sampling parameters.
+
+    A stored answer is reused under a resume key only when the same teacher with the same
+    sampling wrote it: rerunning with another model or temperature must send new
+    requests, never relabel the old answers as the new teacher's.
+    """
+    return "resume:" + request_key(model, [{"resume_key": resume_key}], **sampling)
 
 
 def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:

@@ -19,17 +19,46 @@ import random
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from pathlib import Path
 
-from asclepius.engine.client import CallError, Secret, build_client, complete, read_api_key
+from asclepius.engine.client import (
+    CallError,
+    Secret,
+    build_client,
+    complete,
+    fixable_by_rerun,
+    read_api_key,
+    resolve_base_url,
+)
 from asclepius.engine.config import EngineArguments
 from asclepius.engine.ledger import Entry, Ledger
 from asclepius.engine.pacing import Pacer
 from asclepius.engine.progress import EngineSummary, Progress
-from asclepius.engine.request import Request, Result, estimate_prompt_tokens, request_key
+from asclepius.engine.request import (
+    Request,
+    Result,
+    estimate_prompt_tokens,
+    request_key,
+    scoped_resume_key,
+)
+from asclepius.errors import InputError
+from asclepius.redaction import redact_url
 
 logger = logging.getLogger("asclepius.engine")
 
 _END = object()
 _MAX_LOGGED_FAILURES = 10
+
+
+class BudgetExceeded(InputError):
+    """The spend cap would be crossed by the next submission; a rerun with a higher cap resumes."""
+
+    def __init__(self, cap: float, spent: float, in_flight: float, next_cost: float):
+        super().__init__(
+            "--max_budget_usd",
+            f"spend cap ${cap:,.4f} reached: ${spent:,.4f} recorded in the ledger + ${in_flight:,.4f} in flight "
+            f"(worst case) + ${next_cost:,.4f} for the next submission would exceed it. Nothing was lost: "
+            "rerun the same command with a higher --max_budget_usd to continue",
+        )
+        self.cap, self.spent = cap, spent
 
 
 class _Crash:
@@ -71,8 +100,23 @@ class Engine:
         # Retry backoff for 5xx/timeouts: base * 2**(attempt-1), capped, half of it jittered.
         self.backoff_base, self.backoff_cap = 0.5, 30.0
 
+        if args.max_budget_usd is not None and args.price() is None:
+            raise InputError(
+                "--max_budget_usd",
+                f"no price known for model {args.model!r}: set --input_price_per_million and "
+                "--output_price_per_million",
+            )
+
     def __repr__(self) -> str:
-        return f"Engine(model={self.args.model!r}, base_url={self.args.base_url!r}, ledger={str(self.ledger_path)!r})"
+        return (
+            f"Engine(model={self.args.model!r}, base_url={self.endpoint!r}, "
+            f"backend={self.args.backend!r}, ledger={str(self.ledger_path)!r})"
+        )
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint the client really calls, credentials removed (for logs, errors and cards)."""
+        return redact_url(resolve_base_url(self.args)) or ""
 
     def sampling(self, request: Request) -> tuple[float, int]:
         """(temperature, max_tokens): per request, else the CLI flag, else the stage default."""
@@ -84,6 +128,20 @@ class Engine:
     def key(self, request: Request) -> str:
         temperature, max_tokens = self.sampling(request)
         return request_key(self.args.model, request.messages, temperature=temperature, max_tokens=max_tokens)
+
+    def resume_key(self, request: Request) -> str | None:
+        """The request's resume_key scoped to model and sampling (None when it has none)."""
+        if request.resume_key is None:
+            return None
+        temperature, max_tokens = self.sampling(request)
+        return scoped_resume_key(
+            request.resume_key, self.args.model, temperature=temperature, max_tokens=max_tokens
+        )
+
+    def worst_cost(self, request: Request) -> float:
+        """USD if the request used all of its max_tokens (0 when no price is known)."""
+        cost = self.args.estimate_cost(estimate_prompt_tokens(request.messages), self.sampling(request)[1])
+        return cost or 0.0
 
     def client(self):
         """The engine's one client; rebuilt only if a new event loop runs it (asyncio.run again)."""
@@ -101,13 +159,16 @@ class Engine:
         """Does a ledger row settle the request? Answers yes; failures unless worth resending."""
         if entry is None:
             return False
-        return entry.status == "done" or not (entry.transient or self.args.retry_failed)
+        if entry.status == "done":
+            return True
+        return not (entry.transient or self.args.retry_failed or fixable_by_rerun(entry.error))
 
     def lookup(self, ledger: Ledger | None, request: Request, key: str) -> Entry | None:
         if ledger is None:
             return None
-        if request.resume_key is not None:
-            entry = ledger.get_done_by_resume_key(request.resume_key)
+        resume_key = self.resume_key(request)
+        if resume_key is not None:
+            entry = ledger.get_done_by_resume_key(resume_key)
             if entry is not None:
                 return entry
         entry = ledger.get(key)
@@ -139,9 +200,22 @@ class Engine:
         In dry_run nothing is sent and nothing is yielded: `summary` holds the counts and
         estimated tokens/cost.
         """
-        self.summary = EngineSummary(description=self.description, dry_run=self.args.dry_run)
+        self.summary = EngineSummary(
+            description=self.description, dry_run=self.args.dry_run, backend=self.args.backend
+        )
         if self.args.dry_run:
             self._dry_run(requests)
+            return
+        if self.args.batch_results:
+            from asclepius.engine.batch import import_results
+
+            import_results(self, self.args.batch_results)
+        if self.args.batch:
+            from asclepius.engine.batch import BatchRun
+
+            async with contextlib.aclosing(BatchRun(self, total).stream(requests)) as results:
+                async for result in results:
+                    yield result
             return
         run = _Run(self, total)
         producer = asyncio.create_task(run.produce(requests))
@@ -173,10 +247,13 @@ class Engine:
                 s.to_send += 1
                 s.estimated_prompt_tokens += estimate_prompt_tokens(request.messages)
                 s.estimated_completion_tokens += self.sampling(request)[1]
+            s.spent_before = ledger.spent() if ledger is not None else 0.0
         finally:
             if ledger is not None:
                 ledger.close()
-        s.estimated_cost = self.args.estimate_cost(s.estimated_prompt_tokens, s.estimated_completion_tokens)
+        tokens = (s.estimated_prompt_tokens, s.estimated_completion_tokens)
+        s.estimated_cost = self.args.estimate_cost(*tokens, batch=False)
+        s.estimated_batch_cost = self.args.estimate_cost(*tokens, batch=True)
         logger.info("%s", s.format())
 
 
@@ -195,6 +272,11 @@ class _Run:
         self.tasks: set[asyncio.Task] = set()
         self.progress = Progress(self.summary, total, args.show_progress)
         self.logged_failures = 0
+        # The spend cap: what the ledger already paid, plus the worst case of what is in flight.
+        self.spent = self.ledger.spent()
+        self.summary.spent_before = self.spent
+        self.in_flight_cost = 0.0
+        self.over_budget: BudgetExceeded | None = None
 
     async def _pull(self, requests: Iterable[Request] | AsyncIterable[Request]) -> AsyncIterator[Request]:
         """Take a slot, THEN pull the next request: the input is never read ahead."""
@@ -219,7 +301,13 @@ class _Run:
     async def produce(self, requests: Iterable[Request] | AsyncIterable[Request]) -> None:
         try:
             async for request in self._pull(requests):
-                self.dispatch(request)
+                if not self.dispatch(request):
+                    break
+            while self.tasks:
+                await asyncio.wait(set(self.tasks))
+            if self.over_budget is not None:
+                self.results.put_nowait(_Crash(self.over_budget))
+                return
             while self.tasks:
                 await asyncio.wait(set(self.tasks))
             self.results.put_nowait(_END)
@@ -228,26 +316,37 @@ class _Run:
         except BaseException as error:  # the input raised: hand it to the consumer
             self.results.put_nowait(_Crash(error))
 
-    def dispatch(self, request: Request) -> None:
+    def dispatch(self, request: Request) -> bool:
+        """Serve, join or send one request; False when the spend cap stops the run before it."""
         engine, summary = self.engine, self.summary
-        summary.requested += 1
-        key = engine.key(request)
+        key, resume_key = engine.key(request), engine.resume_key(request)
         entry = engine.lookup(self.ledger, request, key)
         if entry is not None:
+            summary.requested += 1
             self.emit(engine.to_result(request, entry, from_ledger=True))
-            return
+            return True
         twin = self.inflight.get("k:" + key)
-        if twin is None and request.resume_key is not None:
-            twin = self.inflight.get("r:" + request.resume_key)
+        if twin is None and resume_key is not None:
+            twin = self.inflight.get("r:" + resume_key)
         if twin is not None:  # the same request is already on its way: send it once
+            summary.requested += 1
             self._spawn(self._follow(request, twin))
-            return
+            return True
+        worst = engine.worst_cost(request)
+        cap = self.args.max_budget_usd
+        if cap is not None and self.spent + self.in_flight_cost + worst > cap:
+            self.over_budget = BudgetExceeded(cap, self.spent, self.in_flight_cost, worst)
+            self.slots.release()  # this request was pulled but is not processed
+            return False
+        summary.requested += 1
         summary.sent += 1
+        self.in_flight_cost += worst
         future = asyncio.get_running_loop().create_future()
-        names = ["k:" + key] + (["r:" + request.resume_key] if request.resume_key is not None else [])
+        names = ["k:" + key] + (["r:" + resume_key] if resume_key is not None else [])
         for name in names:
             self.inflight[name] = future
-        self._spawn(self._send(request, key, future, names))
+        self._spawn(self._send(request, key, resume_key, worst, future, names))
+        return True
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -267,11 +366,24 @@ class _Run:
             return  # the sender reports the crash
         self.emit(self.engine.to_result(request, entry, from_ledger=True))
 
-    async def _send(self, request: Request, key: str, future: asyncio.Future, names: list[str]) -> None:
+    async def _send(
+        self,
+        request: Request,
+        key: str,
+        resume_key: str | None,
+        worst: float,
+        future: asyncio.Future,
+        names: list[str],
+    ) -> None:
         try:
             entry = await self._call_with_retries(request, key)
+            cost = self.args.estimate_cost(entry.prompt_tokens, entry.completion_tokens, batch=False)
             # Durable before anyone sees it: a crash after this line repeats nothing.
-            self.ledger.put(entry, resume_key=request.resume_key, model=self.args.model)
+            self.ledger.put(
+                entry, resume_key=resume_key, model=self.args.model, backend="sync", cost_usd=cost
+            )
+            self.spent += cost or 0.0
+            self.in_flight_cost -= worst
             future.set_result(entry)
             result = self.engine.to_result(request, entry, from_ledger=False)
             if not result.ok:
@@ -306,6 +418,7 @@ class _Run:
             except CallError as error:
                 reason = secret.scrub(error.reason)
                 if not error.retryable:
+                    # 401/403/404 are recorded for the summary but not as final (see reusable).
                     return Entry(key, "failed", None, None, 0, 0, reason, False, attempt)
                 if error.rate_limited:
                     summary.rate_limited += 1
@@ -348,7 +461,7 @@ class _Run:
         await asyncio.gather(producer, *self.tasks, return_exceptions=True)
         self.summary.elapsed = self.progress.elapsed()
         self.summary.estimated_cost = self.args.estimate_cost(
-            self.summary.prompt_tokens, self.summary.completion_tokens
+            self.summary.prompt_tokens, self.summary.completion_tokens, batch=False
         )
         self.progress.close()
         self.ledger.close()

@@ -20,14 +20,17 @@ As a subprocess (prints its port on the first line of stdout):
         --billing-log billing.json
 
 Endpoints: POST /v1/chat/completions (non-streaming; any path ending in /chat/completions,
-so Azure-style deployment URLs work too), GET /v1/models, GET /health, and GET /billing
-(this server only: the billing log and status counts as JSON).
+so Azure-style deployment URLs work too), GET /v1/models, GET /health, GET /billing
+(this server only: the billing log, status counts and Batch API call counts as JSON), and
+the Batch API: POST/GET /v1/files, GET /v1/files/{id}[/content], POST/GET /v1/batches,
+GET /v1/batches/{id}, POST /v1/batches/{id}/cancel (see BatchService).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import email.policy
 import hashlib
 import importlib
 import json
@@ -40,9 +43,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 Responder = Callable[[dict], str]
 
@@ -144,6 +149,236 @@ class BillingLog:
         return json.loads(Path(path).read_text())
 
 
+class BatchService:
+    """The Batch API of the test server: files, batches, and their lifecycle.
+
+    A batch advances each time it is retrieved, like a real one over time: validating ->
+    in_progress (``requests_per_poll`` lines answered per retrieval, all when None) ->
+    finalizing -> completed, with output and error files. The first ``expire_batches``
+    batches expire once ``expire_fraction`` of their lines are answered (the rest land
+    in the error file as ``batch_expired``); each line errors (500) with probability
+    ``error_rate``; uploads over ``file_size_limit`` bytes are refused with 413. Every
+    answered line is billed in the server's billing log, like a synchronous answer.
+    """
+
+    def __init__(
+        self,
+        app: OpenAIServer,
+        *,
+        file_size_limit: int | None = None,
+        requests_per_poll: int | None = None,
+        expire_batches: int = 0,
+        expire_fraction: float = 0.3,
+        error_rate: float = 0.0,
+        latency: float = 0.0,
+    ):
+        self.app = app
+        # Seconds an upload, a batch creation or a download takes AFTER the server acted
+        # (crash tests kill the client in that window: the server has it, the client not).
+        self.latency = latency
+        self.file_size_limit, self.requests_per_poll = file_size_limit, requests_per_poll
+        self.expire_batches, self.expire_fraction, self.error_rate = (
+            expire_batches,
+            expire_fraction,
+            error_rate,
+        )
+        self.files: dict[str, dict] = {}  # id -> file object (+ "_content" bytes)
+        self.batches: dict[str, dict] = {}  # id -> batch object (+ private "_" fields)
+        self.calls: Counter = Counter()  # "files.create", "batches.retrieve", ... -> count
+        self._lock = threading.RLock()
+        self._expired = 0
+
+    def _new_id(self, prefix: str, table: dict) -> str:
+        return f"{prefix}-{len(self.files) + len(self.batches) + 1:06d}{self.app._rng.randrange(1 << 32):08x}"
+
+    def add_file(self, name: str, content: bytes, purpose: str) -> tuple[int, dict]:
+        with self._lock:
+            self.calls["files.create"] += 1
+            if self.file_size_limit is not None and len(content) > self.file_size_limit:
+                message = (
+                    f"File is too large: {len(content)} bytes, the limit is {self.file_size_limit} bytes."
+                )
+                return 413, _error(message, "file_too_large")
+            file_id = self._new_id("file", self.files)
+            self.files[file_id] = {
+                "id": file_id,
+                "object": "file",
+                "bytes": len(content),
+                "created_at": int(time.time()),
+                "filename": name,
+                "purpose": purpose,
+                "status": "processed",
+                "_content": content,
+            }
+            return 200, self.public(self.files[file_id])
+
+    def _output_file(self, lines: list[dict], name: str) -> str | None:
+        if not lines:
+            return None
+        content = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        file_id = self._new_id("file", self.files)
+        self.files[file_id] = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(content),
+            "created_at": int(time.time()),
+            "filename": name,
+            "purpose": "batch_output",
+            "status": "processed",
+            "_content": content,
+        }
+        return file_id
+
+    @staticmethod
+    def public(record: dict) -> dict:
+        return {key: value for key, value in record.items() if not key.startswith("_")}
+
+    def create(self, body: dict) -> tuple[int, dict]:
+        with self._lock:
+            self.calls["batches.create"] += 1
+            file = self.files.get(body.get("input_file_id") or "")
+            if file is None:
+                return 404, _error(f"No such file: {body.get('input_file_id')}", "not_found")
+            lines, errors = [], []
+            for number, raw in enumerate(file["_content"].decode().splitlines(), 1):
+                try:
+                    line = json.loads(raw)
+                    assert line["url"] == body.get("endpoint") and isinstance(line["body"], dict)
+                    lines.append(line)
+                except (ValueError, KeyError, TypeError, AssertionError):
+                    errors.append({"code": "invalid_request", "message": "bad line", "line": number})
+            batch_id = self._new_id("batch", self.batches)
+            expire = self._expired < self.expire_batches
+            self._expired += expire
+            self.batches[batch_id] = {
+                "id": batch_id,
+                "object": "batch",
+                "endpoint": body.get("endpoint"),
+                "input_file_id": file["id"],
+                "completion_window": body.get("completion_window", "24h"),
+                "status": "failed" if errors else "validating",
+                "errors": {"object": "list", "data": errors} if errors else None,
+                "output_file_id": None,
+                "error_file_id": None,
+                "created_at": int(time.time()),
+                "metadata": body.get("metadata"),
+                "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                "_lines": lines,
+                "_next": 0,
+                "_outputs": [],
+                "_errors": [],
+                "_expire": expire,
+            }
+            return 200, self.public(self.batches[batch_id])
+
+    def _answer(self, line: dict) -> dict:
+        """One line of the output or error file (billed when answered)."""
+        app, body = self.app, line["body"]
+        request_id = f"req_{self.app._rng.randrange(1 << 48):012x}"
+        messages = body.get("messages")
+        digest = messages_hash(messages) if isinstance(messages, list) else ""
+        with app._lock:
+            app.attempts[digest] += 1
+            roll = app._rng.random()
+        status, payload, bill = 500, _error("Injected server error.", "server_error"), None
+        if not isinstance(messages, list) or not messages:
+            status, payload = 400, _error("'messages' must be a non-empty list.", "invalid_request_error")
+        elif app.reject is not None and app.reject(body):
+            status, payload = (
+                400,
+                _error("This request was rejected by the test server.", "invalid_request_error"),
+            )
+        elif roll >= self.error_rate:
+            prompt_tokens = sum(count_tokens(str(m.get("content") or "")) for m in messages)
+            max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
+            try:
+                payload, bill = app.complete(body, digest, prompt_tokens, max_tokens, None)
+                status = 200
+            except Exception as error:
+                payload = _error(f"responder failed: {error}", "server_error")
+        if bill is not None:
+            app.billing.add({**bill, "batch": True})
+        app._count(f"batch {status}")
+        return {
+            "id": f"batch_req_{request_id}",
+            "custom_id": line.get("custom_id"),
+            "response": {"status_code": status, "request_id": request_id, "body": payload},
+            "error": None,
+        }
+
+    def _finish(self, batch: dict, status: str) -> None:
+        batch["status"] = status
+        batch["output_file_id"] = self._output_file(batch["_outputs"], f"{batch['id']}_output.jsonl")
+        batch["error_file_id"] = self._output_file(batch["_errors"], f"{batch['id']}_error.jsonl")
+
+    def retrieve(self, batch_id: str, *, count: bool = True) -> tuple[int, dict]:
+        with self._lock:
+            if count:
+                self.calls["batches.retrieve"] += 1
+            batch = self.batches.get(batch_id)
+            if batch is None:
+                return 404, _error(f"No such batch: {batch_id}", "not_found")
+            status = batch["status"]
+            if status == "validating":
+                batch["status"] = "in_progress"
+            elif status == "in_progress":
+                lines, counts = batch["_lines"], batch["request_counts"]
+                step = self.requests_per_poll or len(lines)
+                for line in lines[batch["_next"] : batch["_next"] + step]:
+                    out = self._answer(line)
+                    ok = out["response"]["status_code"] == 200
+                    (batch["_outputs"] if ok else batch["_errors"]).append(out)
+                    counts["completed" if ok else "failed"] += 1
+                    batch["_next"] += 1
+                    if batch["_expire"] and batch["_next"] >= self.expire_fraction * len(lines):
+                        for rest in lines[batch["_next"] :]:
+                            batch["_errors"].append(
+                                {
+                                    "id": f"batch_req_expired_{batch['_next']}",
+                                    "custom_id": rest.get("custom_id"),
+                                    "response": None,
+                                    "error": {"code": "batch_expired", "message": "This request expired."},
+                                }
+                            )
+                        self._finish(batch, "expired")
+                        break
+                else:
+                    if batch["_next"] >= len(lines):
+                        batch["status"] = "finalizing"
+            elif status == "finalizing":
+                self._finish(batch, "completed")
+            elif status == "cancelling":
+                self._finish(batch, "cancelled")
+            return 200, self.public(batch)
+
+    def cancel(self, batch_id: str) -> tuple[int, dict]:
+        with self._lock:
+            self.calls["batches.cancel"] += 1
+            batch = self.batches.get(batch_id)
+            if batch is None:
+                return 404, _error(f"No such batch: {batch_id}", "not_found")
+            if batch["status"] in ("validating", "in_progress", "finalizing"):
+                batch["status"] = "cancelling"
+            return 200, self.public(batch)
+
+    def listing(self, items: list[dict], query: dict[str, list[str]]) -> dict:
+        """One page, newest first, as the API pages (limit, after)."""
+        items = sorted(items, key=lambda item: item["id"], reverse=True)
+        after = (query.get("after") or [None])[0]
+        if after is not None:
+            ids = [item["id"] for item in items]
+            items = items[ids.index(after) + 1 :] if after in ids else []
+        limit = int((query.get("limit") or [20])[0])
+        page = [self.public(item) for item in items[:limit]]
+        return {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(items) > limit,
+        }
+
+
 class OpenAIServer:
     def __init__(
         self,
@@ -166,6 +401,12 @@ class OpenAIServer:
         responder: Responder | None = None,
         api_key: str | None = None,
         seed: int = 0,
+        batch_file_size_limit: int | None = None,
+        batch_requests_per_poll: int | None = None,
+        batch_expire_batches: int = 0,
+        batch_expire_fraction: float = 0.3,
+        batch_error_rate: float = 0.0,
+        batch_latency: float = 0.0,
     ):
         """Limits are per minute, enforced per second; rates are probabilities per request.
 
@@ -201,6 +442,15 @@ class OpenAIServer:
         self._httpd.server_activate()
         self._httpd.app = self
         self._thread: threading.Thread | None = None
+        self.batch = BatchService(
+            self,
+            file_size_limit=batch_file_size_limit,
+            requests_per_poll=batch_requests_per_poll,
+            expire_batches=batch_expire_batches,
+            expire_fraction=batch_expire_fraction,
+            error_rate=batch_error_rate,
+            latency=batch_latency,
+        )
 
     @property
     def port(self) -> int:
@@ -265,6 +515,32 @@ class OpenAIServer:
                 headers.update(bucket.headers(kind, now))
             return wait, headers
 
+    def complete(
+        self, body: dict, digest: str, prompt_tokens: int, max_tokens: int, fault: str | None
+    ) -> tuple[dict, dict]:
+        """The answer's body and its billing record (the responder may raise)."""
+        text = self.responder(body)
+        finish_reason = "stop"
+        if fault == "length" or count_tokens(text) > max_tokens:
+            text, finish_reason = text[: min(len(text) // 2, max_tokens * 4)], "length"
+        if fault == "content_filter":
+            text, finish_reason = None, "content_filter"
+        completion_tokens = count_tokens(text) if text else 0
+        if self.tokens is not None:
+            with self._lock:  # charged prompt + max_tokens up front; return what was not generated
+                self.tokens.give_back(max(0, max_tokens - completion_tokens))
+        payload = _completion_payload(body, digest, text, finish_reason, prompt_tokens, completion_tokens)
+        bill = {
+            "hash": digest,
+            "model": payload["model"],
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "max_tokens": max_tokens,
+            "temperature": body.get("temperature"),
+            "time": time.time(),
+        }
+        return payload, bill
+
     def handle_chat(self, body: dict, authorization: str | None) -> tuple[int, dict[str, str], Any, str]:
         """Decide the reply: (status, headers, payload or raw bytes, outcome). May sleep."""
         if self.api_key is not None and authorization != f"Bearer {self.api_key}":
@@ -305,51 +581,34 @@ class OpenAIServer:
         if fault == "500":
             return 500, {}, _error("Injected server error.", "server_error"), "500"
         try:
-            text = self.responder(body)
+            payload, bill = self.complete(body, digest, prompt_tokens, max_tokens, fault)
         except Exception as error:  # a scripted responder can fail on purpose
             return 500, {}, _error(f"responder failed: {error}", "server_error"), "500"
-        finish_reason = "stop"
-        if fault == "length" or count_tokens(text) > max_tokens:
-            text, finish_reason = text[: min(len(text) // 2, max_tokens * 4)], "length"
-        if fault == "content_filter":
-            text, finish_reason = None, "content_filter"
-        completion_tokens = count_tokens(text) if text else 0
-        if self.tokens is not None:
-            with self._lock:  # charged prompt + max_tokens up front; return what was not generated
-                self.tokens.give_back(max(0, max_tokens - completion_tokens))
-        payload = {
-            "id": f"chatcmpl-{digest[:24]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", "test-model"),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": finish_reason,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
         if fault == "malformed":
             raw = json.dumps(payload).encode()
             # Alternately a body cut mid-JSON and a well-formed body without choices.
             broken = raw[: len(raw) // 2] if self._rng.random() < 0.5 else b'{"object": "chat.completion"}'
             return 200, headers, broken, "malformed"
-        bill = {
-            "hash": digest,
-            "model": payload["model"],
+        return 200, headers, (payload, bill), "200"
+
+
+def _completion_payload(
+    body: dict, digest: str, text: str | None, finish_reason: str, prompt_tokens: int, completion_tokens: int
+) -> dict:
+    return {
+        "id": f"chatcmpl-{digest[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "test-model"),
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
+        ],
+        "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
-            "max_tokens": max_tokens,
-            "temperature": body.get("temperature"),
-            "time": time.time(),
-        }
-        return 200, headers, (payload, bill), "200"
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
 
 
 def _error(message: str, code: str) -> dict:
@@ -391,13 +650,74 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == "/billing":
             with app._lock:
                 stats = dict(app.stats)
-            self._send(200, {}, json.dumps({"records": app.billing.records(), "stats": stats}).encode())
+            calls = dict(app.batch.calls)
+            self._send(
+                200,
+                {},
+                json.dumps({"records": app.billing.records(), "stats": stats, "batch_calls": calls}).encode(),
+            )
+        elif self.path.startswith("/v1/files") or self.path.startswith("/v1/batches"):
+            self._batch_get(app.batch)
         else:
             self._send(404, {}, json.dumps(_error(f"no route {self.path}", "not_found")).encode())
+
+    def _json(self, status: int, payload: dict) -> None:
+        self._send(status, {}, json.dumps(payload).encode())
+
+    def _batch_get(self, batch: BatchService) -> None:
+        path, _, query_text = self.path.partition("?")
+        query = parse_qs(query_text)
+        parts = path.strip("/").split("/")  # v1, files|batches, [id], [content]
+        content = None
+        with batch._lock:
+            if parts == ["v1", "files"]:
+                batch.calls["files.list"] += 1
+                purpose = (query.get("purpose") or [None])[0]
+                files = [f for f in batch.files.values() if purpose in (None, f["purpose"])]
+                return self._json(200, batch.listing(files, query))
+            if parts == ["v1", "batches"]:
+                batch.calls["batches.list"] += 1
+                return self._json(200, batch.listing(list(batch.batches.values()), query))
+            if len(parts) == 3 and parts[1] == "batches":
+                return self._json(*batch.retrieve(parts[2]))
+            file = batch.files.get(parts[2]) if len(parts) >= 3 and parts[1] == "files" else None
+            if file is not None and not parts[3:]:
+                return self._json(200, batch.public(file))
+            if file is not None and parts[3:] == ["content"]:
+                batch.calls["files.content"] += 1
+                content = file["_content"]
+        if content is None:
+            return self._json(404, _error(f"no route {self.path}", "not_found"))
+        time.sleep(batch.latency)
+        self._send(200, {}, content)
+
+    def _batch_post(self, batch: BatchService, raw: bytes) -> None:
+        path = self.path.split("?", 1)[0].strip("/").split("/")
+        if path == ["v1", "files"]:
+            form = _multipart(self.headers.get("Content-Type", ""), raw)
+            name, content = form.get("file", ("upload.jsonl", b""))
+            purpose = form.get("purpose", (None, b""))[1].decode()
+            reply = batch.add_file(name or "upload.jsonl", content, purpose)
+            time.sleep(batch.latency)
+            return self._json(*reply)
+        if path == ["v1", "batches"]:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return self._json(400, _error("body is not JSON", "invalid_request_error"))
+            reply = batch.create(body)
+            time.sleep(batch.latency)
+            return self._json(*reply)
+        if len(path) == 4 and path[1] == "batches" and path[3] == "cancel":
+            return self._json(*batch.cancel(path[2]))
+        self._json(404, _error(f"no route {self.path}", "not_found"))
 
     def do_POST(self) -> None:
         app: OpenAIServer = self.server.app
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.startswith("/v1/files") or self.path.startswith("/v1/batches"):
+            self._batch_post(app.batch, raw)
+            return
         # Any prefix: Azure clients post to /openai/deployments/<name>/chat/completions?api-version=...
         if not self.path.split("?", 1)[0].endswith("/chat/completions"):
             self._send(404, {}, json.dumps(_error(f"no route {self.path}", "not_found")).encode())
@@ -425,6 +745,18 @@ class _Handler(BaseHTTPRequestHandler):
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         if self._send(status, headers, data) and bill is not None:
             app.billing.add(bill)
+
+
+def _multipart(content_type: str, raw: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """name -> (filename, bytes) of a multipart/form-data body."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    fields = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        fields[name] = (part.get_filename(), part.get_payload(decode=True) or b"")
+    return fields
 
 
 @contextlib.contextmanager
@@ -473,6 +805,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reject", default=None, help="module:function; True answers 400")
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-file-size-limit", type=int, default=None)
+    parser.add_argument("--batch-requests-per-poll", type=int, default=None)
+    parser.add_argument("--batch-expire-batches", type=int, default=0)
+    parser.add_argument("--batch-expire-fraction", type=float, default=0.3)
+    parser.add_argument("--batch-error-rate", type=float, default=0.0)
+    parser.add_argument("--batch-latency", type=float, default=0.0)
     parser.add_argument("--billing-log", default=None, help="write the billing log here (JSON) on exit")
     args = parser.parse_args(argv)
     server = OpenAIServer(
@@ -494,6 +832,12 @@ def main(argv: list[str] | None = None) -> None:
         responder=_load_callable(args.responder) if args.responder else None,
         api_key=args.api_key,
         seed=args.seed,
+        batch_file_size_limit=args.batch_file_size_limit,
+        batch_requests_per_poll=args.batch_requests_per_poll,
+        batch_expire_batches=args.batch_expire_batches,
+        batch_expire_fraction=args.batch_expire_fraction,
+        batch_error_rate=args.batch_error_rate,
+        batch_latency=args.batch_latency,
     )
 
     def finish(signum: int, frame: Any) -> None:
