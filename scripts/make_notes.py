@@ -13,35 +13,31 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from trl import TrlParser
-
 from asclepius import prompts
 from asclepius.data.cards import CardFacts, render_card
 from asclepius.data.case_reports import iter_case_reports, scan_case_reports
-from asclepius.data.config import RECIPE_CLASSES, DataArguments, sampling_for
+from asclepius.data.config import RECIPE_CLASSES, sampling_for
 from asclepius.data.notes import NOTE_FEATURES, NoteSynthesis, note_configs
-from asclepius.data.stage import DatasetStage, SourceInfo, check_push_allowed, push_if_asked
-from asclepius.engine import Engine, EngineArguments, run_requests
+from asclepius.data.stage import check_teacher_stage, open_stage, stage_input, teacher_provenance
+from asclepius.engine import Engine, run_requests
 from asclepius.errors import run_stage
+from asclepius.recipes import parse_recipe
 
 logger = logging.getLogger("make_notes")
 PMC_PATIENTS_HUB_ID = "zhengyun21/PMC-Patients"
 
 
 def main() -> None:
-    data_args, engine_args = TrlParser(RECIPE_CLASSES).parse_args_and_config()
-    data_args: DataArguments
-    engine_args: EngineArguments
+    data_args, engine_args = parse_recipe(RECIPE_CLASSES)
     output_dir = data_args.output_path(data_args.notes_dir)
-    stage = DatasetStage(output_dir, overwrite=data_args.overwrite)
-    push = data_args.push_options
-    if stage.already_finished():
-        push_if_asked(output_dir, **push)
+    stage = open_stage(output_dir, data_args, engine_args)
+    if stage.skip_if_finished():
+        stage.push_if_asked()
         return
-    source = data_args.input_path(data_args.case_reports)
-    check_push_allowed(output_dir, push_to_hub=data_args.push_to_hub, private=data_args.private)
 
-    # 1. Check every case report, and choose the subset, before anything is sent.
+    # 1. Provenance, endpoint, key and every case report checked before anything is sent or deleted.
+    source = data_args.input_path(data_args.case_reports)
+    origin = check_teacher_stage(stage, [stage_input(source, data_args)], data_args, engine_args)
     reading = dict(
         text_column=data_args.text_column,
         id_column=data_args.id_column,
@@ -50,11 +46,11 @@ def main() -> None:
         split=data_args.dataset_split,
     )
     scan = scan_case_reports(source, limit=data_args.limit, seed=data_args.seed, **reading)
-    logger.info("%s: %d case reports, %d selected", source, scan.total, scan.count)
+    logger.info("%s: %d case reports, %d selected (%s)", source, scan.total, scan.count, origin.status)
 
     # 2. One note-synthesis request per case report; max_tokens fits the teacher's context.
     sampling = sampling_for("notes", engine_args)
-    table = None if engine_args.dry_run else stage.begin(NOTE_FEATURES)
+    table = None if engine_args.dry_run else stage.begin_rows(NOTE_FEATURES)
     synthesis = NoteSynthesis(
         teacher_model=engine_args.model,
         context_length=data_args.context_length,
@@ -62,26 +58,17 @@ def main() -> None:
         keep_truncated=data_args.keep_truncated,
         sink=table.add if table is not None else None,
     )
-    engine = Engine(
-        engine_args,
-        stage.ledger_path,
-        default_temperature=sampling.temperature,
-        default_max_tokens=sampling.max_tokens,
-        description="notes",
-    )
-    run_requests(
-        engine,
-        synthesis.requests(iter_case_reports(source, scan, **reading)),
-        synthesis.on_result,
-        total=scan.count,
-    )
+    engine = Engine(engine_args, stage.ledger_path, default_temperature=sampling.temperature,
+                    default_max_tokens=sampling.max_tokens, description="notes")  # fmt: skip
+    case_reports = iter_case_reports(source, scan, **reading)
+    run_requests(engine, synthesis.requests(case_reports), synthesis.on_result, total=scan.count)
     if engine_args.dry_run:
         return
 
     # 3. Default config = usable notes; annotated = every row with its flag. Card last.
-    rows = stage.rows()
-    configs = note_configs(rows)
-    configs, entries = stage.write_configs(configs, drops=synthesis.drops)
+    configs, entries = stage.write_configs(note_configs(stage.rows()), drops=synthesis.drops)
+    provenance = teacher_provenance(engine_args, sampling, prompts.NOTE_PROMPT_HASH, source, data_args.seed)
+    provenance["max_tokens"] = f"min({sampling.max_tokens}, {data_args.context_length} - prompt tokens)"
     facts = CardFacts(
         stage="notes",
         pretty_name="Asclepius synthetic discharge summaries",
@@ -89,30 +76,20 @@ def main() -> None:
             "Synthetic discharge summaries written by a teacher LLM from published case reports "
             "(PMC-Patients schema), one per case report, in the style of an electronic health record."
         ),
-        source=SourceInfo(data_args.source_license),
+        source=origin,
         configs=configs,
         config_entries=entries,
         rows_in=scan.count,
         unit_in="case reports",
         drops=synthesis.drops,
-        provenance={
-            "teacher_model": engine_args.model,
-            "base_url": engine_args.base_url,
-            "prompt_hash": prompts.NOTE_PROMPT_HASH,
-            "temperature": sampling.temperature,
-            "max_tokens": f"min({sampling.max_tokens}, {data_args.context_length} - prompt tokens)",
-            "source": source,
-            "seed": data_args.seed,
-            **dict(synthesis.tokens),
-        },
+        provenance={**provenance, **dict(synthesis.tokens)},
         length_columns=("case_report", "note"),
         source_datasets=[PMC_PATIENTS_HUB_ID] if Path(source).name.lower().startswith("pmc-patients") else [],
         hub_dataset_id=data_args.hub_dataset_id,
     )
-    card = render_card(output_dir, facts)
-    stage.cleanup()
+    card = stage.finish_card(lambda: render_card(output_dir, facts))
     print(f"wrote {configs['default']['train'].num_rows} notes to {output_dir} ({card.name} last)")
-    push_if_asked(output_dir, **push)
+    stage.push_if_asked()
 
 
 if __name__ == "__main__":

@@ -12,54 +12,45 @@ MIMIC-derived input gives MIMIC-derived output (private only).
 from __future__ import annotations
 
 import logging
-import random
-
-from trl import TrlParser
 
 from asclepius import prompts
 from asclepius.data.cards import CardFacts, render_card
-from asclepius.data.config import RECIPE_CLASSES, DataArguments, sampling_for
+from asclepius.data.config import RECIPE_CLASSES, sampling_for
 from asclepius.data.questions import QUESTION_FEATURES, QuestionBootstrap, question_configs, validate_notes
-from asclepius.data.stage import DatasetStage, SourceInfo, check_push_allowed, load_stage_input, push_if_asked
-from asclepius.engine import Engine, EngineArguments, run_requests
+from asclepius.data.stage import (
+    check_teacher_stage,
+    load_stage_input,
+    open_stage,
+    stage_input,
+    subset,
+    teacher_provenance,
+)
+from asclepius.engine import Engine, run_requests
 from asclepius.errors import run_stage
+from asclepius.recipes import parse_recipe
 
 logger = logging.getLogger("make_questions")
 
 
 def main() -> None:
-    data_args, engine_args = TrlParser(RECIPE_CLASSES).parse_args_and_config()
-    data_args: DataArguments
-    engine_args: EngineArguments
+    data_args, engine_args = parse_recipe(RECIPE_CLASSES)
     output_dir = data_args.output_path(data_args.questions_dir)
-    stage = DatasetStage(output_dir, overwrite=data_args.overwrite)
-    push = data_args.push_options
-    if stage.already_finished():
-        push_if_asked(output_dir, **push)
+    stage = open_stage(output_dir, data_args, engine_args)
+    if stage.skip_if_finished():
+        stage.push_if_asked()
         return
-    source = data_args.input_path(data_args.notes_dir)
 
-    # 1. The notes, checked before anything is sent; licence and MIMIC status carry over.
+    # 1. Provenance, endpoint, key and the notes checked before anything is sent or deleted.
+    source = data_args.input_path(data_args.notes_dir)
+    origin = check_teacher_stage(stage, [stage_input(source, data_args)], data_args, engine_args)
     notes = load_stage_input(source, ["patient_id", "note"])
     validate_notes(notes, source)
-    if data_args.limit is not None and data_args.limit < notes.num_rows:
-        notes = notes.select(
-            sorted(random.Random(data_args.seed).sample(range(notes.num_rows), data_args.limit))
-        )
-    origin = SourceInfo.of_folder(source, data_args.source_license)
-    check_push_allowed(
-        output_dir,
-        push_to_hub=data_args.push_to_hub,
-        private=data_args.private,
-        mimic_derived=origin.mimic_derived,
-    )
-    logger.info("%s: %d notes%s", source, notes.num_rows, " (MIMIC-derived)" if origin.mimic_derived else "")
+    notes = subset(notes, data_args.limit, data_args.seed)
+    logger.info("%s: %d notes (%s)", source, notes.num_rows, origin.describe())
 
     # 2. One question request per note, built from the task's pool as it grows.
     sampling = sampling_for("questions", engine_args)
-    table = (
-        None if engine_args.dry_run else stage.begin(QUESTION_FEATURES, mimic_derived=origin.mimic_derived)
-    )
+    table = None if engine_args.dry_run else stage.begin_rows(QUESTION_FEATURES)
     bootstrap = QuestionBootstrap(
         notes,
         seed=data_args.seed,
@@ -70,24 +61,15 @@ def main() -> None:
         keep_truncated=data_args.keep_truncated,
         sink=table.add if table is not None else None,
     )
-    engine = Engine(
-        engine_args,
-        stage.ledger_path,
-        default_temperature=sampling.temperature,
-        default_max_tokens=sampling.max_tokens,
-        description="questions",
-    )
+    engine = Engine(engine_args, stage.ledger_path, default_temperature=sampling.temperature,
+                    default_max_tokens=sampling.max_tokens, description="questions")  # fmt: skip
     run_requests(engine, bootstrap.requests(), bootstrap.on_result, total=notes.num_rows)
     if engine_args.dry_run:
         return
 
     # 3. Default config = kept questions; annotated = every row with its flags. Card last.
-    rows = stage.rows()
-    configs = question_configs(rows)
-    configs, entries = stage.write_configs(configs, drops=bootstrap.drops)
-    pool_sizes = ", ".join(
-        f"{task}: {len(questions)}" for task, questions in bootstrap.pool.generated.items()
-    )
+    configs, entries = stage.write_configs(question_configs(stage.rows()), drops=bootstrap.drops)
+    pools = ", ".join(f"{task}: {len(questions)}" for task, questions in bootstrap.pool.generated.items())
     facts = CardFacts(
         stage="questions",
         pretty_name="Asclepius clinical instructions (questions)",
@@ -102,26 +84,19 @@ def main() -> None:
         unit_in="notes",
         drops=bootstrap.drops,
         provenance={
-            "teacher_model": engine_args.model,
-            "base_url": engine_args.base_url,
-            "prompt_hash": prompts.QUESTION_PROMPT_HASH,
-            "temperature": sampling.temperature,
-            "max_tokens": sampling.max_tokens,
-            "source": source,
-            "seed": data_args.seed,
+            **teacher_provenance(engine_args, sampling, prompts.QUESTION_PROMPT_HASH, source, data_args.seed),
             "dedup_threshold": data_args.dedup_threshold,
             "examples_per_request": f"{data_args.num_seed_examples} seed + up to {data_args.num_pool_examples} pool",
-            "pool_sizes": pool_sizes,
+            "pool_sizes": pools,
             **dict(bootstrap.tokens),
         },
         length_columns=("note", "question"),
         task_categories=("question-answering", "text-generation"),
         hub_dataset_id=data_args.hub_dataset_id,
     )
-    render_card(output_dir, facts)
-    stage.cleanup()
+    stage.finish_card(lambda: render_card(output_dir, facts))
     print(f"wrote {configs['default']['train'].num_rows} questions to {output_dir}")
-    push_if_asked(output_dir, **push)
+    stage.push_if_asked()
 
 
 if __name__ == "__main__":

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import logging
 
-from trl import TrlParser
-
 from asclepius.data.cards import CardFacts, markdown_table, render_card
-from asclepius.data.config import RECIPE_CLASSES, DataArguments
+from asclepius.data.config import RECIPE_CLASSES
 from asclepius.data.deid import TAGS
 from asclepius.data.mimic import (
     MIMIC_COLUMNS,
@@ -27,32 +25,30 @@ from asclepius.data.mimic import (
     mimic_row,
     read_exclusion_list,
 )
-from asclepius.data.stage import DatasetStage, SourceInfo, check_push_allowed, push_if_asked
+from asclepius.data.stage import open_stage
 from asclepius.errors import run_stage
+from asclepius.recipes import parse_recipe
+from asclepius.stage import declare_source
 
 logger = logging.getLogger("prepare_mimic")
 
 
 def main() -> None:
-    data_args, _ = TrlParser(RECIPE_CLASSES).parse_args_and_config()
-    data_args: DataArguments
+    data_args, _ = parse_recipe(RECIPE_CLASSES)
     output_dir = data_args.output_path(data_args.mimic_notes_dir)
-    stage = DatasetStage(output_dir, overwrite=data_args.overwrite)
-    push = data_args.push_options
-    if stage.already_finished():
-        push_if_asked(output_dir, **push)
+    stage = open_stage(output_dir, data_args)
+    if stage.skip_if_finished():
+        stage.push_if_asked()
         return
     source = data_args.input_path(None)
     # MIMIC data never goes public: refuse a public push now, before reading 4 GB.
-    check_push_allowed(
-        output_dir, push_to_hub=data_args.push_to_hub, private=data_args.private, mimic_derived=True
-    )
+    origin = stage.check([declare_source(source, license=None, restricted_source=True)])
 
     # 1. The exclusion list is checked first: a bad line fails before the big read.
     excluded = read_exclusion_list(data_args.exclude_ids) if data_args.exclude_ids else set()
 
     # 2. Stream NOTEEVENTS.csv in chunks; the folder is marked MIMIC-derived before any row is written.
-    table = stage.begin(MIMIC_FEATURES, mimic_derived=True)
+    table = stage.begin_rows(MIMIC_FEATURES)
     counts = MimicCounts()
     for note in iter_discharge_summaries(
         source, exclude_ids=excluded, chunk_size=data_args.chunk_size, counts=counts
@@ -77,7 +73,7 @@ def main() -> None:
             "Real discharge summaries from MIMIC-III NOTEEVENTS, with de-identification brackets rewritten as "
             "short tags, ready for the question and answer stages of the Asclepius recipe."
         ),
-        source=SourceInfo.for_mimic(),
+        source=origin,
         configs=configs,
         config_entries=entries,
         rows_in=counts.rows_read,
@@ -100,10 +96,9 @@ def main() -> None:
         ],
         hub_dataset_id=data_args.hub_dataset_id,
     )
-    render_card(output_dir, facts)
-    stage.cleanup()
+    stage.finish_card(lambda: render_card(output_dir, facts))
     print(f"wrote {counts.kept} MIMIC discharge summaries to {output_dir} (MIMIC-derived: private use only)")
-    push_if_asked(output_dir, **push)
+    stage.push_if_asked()
 
 
 if __name__ == "__main__":

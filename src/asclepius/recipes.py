@@ -19,6 +19,7 @@ relaxed on a machine without one, so recipes for 8 GPUs can be checked on a lapt
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 import types
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from asclepius.errors import InputError
 
 TRAINING_STAGE_DIRS = ("pretrain", "sft")
 # Module holding RECIPE_CLASSES for each kind of recipe file.
@@ -180,6 +183,88 @@ def check_all(root: str | Path = "recipes") -> dict[Path, str]:
     if failures:
         raise RecipeError("\n".join(failures))
     return results
+
+
+def _config_flag(argv: list[str]) -> str | None:
+    for index, arg in enumerate(argv):
+        if arg == "--config" and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def parse_recipe(classes: tuple[type, ...] | type, argv: list[str] | None = None) -> tuple[Any, ...]:
+    """``TrlParser(classes).parse_args_and_config(argv)``, every config mistake a one-line ``InputError``.
+
+    A missing recipe file, malformed YAML, an unknown key (in the file or on the command
+    line) and an invalid value (``--limit 0``: the dataclasses' own checks) all end the
+    script with exit 2 and one line naming the file and key, not a traceback.
+    """
+    from trl import TrlParser
+
+    classes = classes if isinstance(classes, tuple) else (classes,)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = TrlParser(classes)
+    config = _config_flag(argv)
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise InputError(config, "no such recipe file", field="--config")
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            where = getattr(error, "problem_mark", None)
+            line = f" (line {where.line + 1})" if where is not None else ""
+            raise InputError(
+                config, f"not valid YAML{line}: {getattr(error, 'problem', None) or error}"
+            ) from None
+        if not isinstance(values, dict):
+            raise InputError(config, "a recipe must be a YAML mapping of field names to values")
+        known = {action.dest for action in parser._actions} | {"env"}
+        unknown = [key for key in values if key not in known]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InputError(config, f"unknown key{hint}", field=unknown[0])
+    try:
+        return tuple(parser.parse_args_and_config(argv))
+    except ValueError as error:
+        message = " ".join(str(error).split())
+        if "not used by the HfArgumentParser" in message:
+            message = "unknown flag(s) " + message.split(":", 1)[1].strip()
+        raise InputError(config or "command line", message) from None
+
+
+# Make targets that build the local models the recipes start from.
+MODEL_TARGETS = {"tiny-model": "make tiny-model", "smol-model": "make smol-model"}
+
+
+def check_model_path(name_or_path: str | None, *, flag: str = "--model_name_or_path") -> None:
+    """A model that is neither a local folder nor (offline) in the Hub cache: name it and what builds it.
+
+    ``outputs/tiny-model`` looks like a Hub id; without this check a recipe run before
+    ``make tiny-model`` ends in a Hub connection error.
+    """
+    import os
+
+    if not name_or_path or Path(name_or_path).exists():
+        return
+    parts = Path(name_or_path).parts
+    local_looking = name_or_path.startswith((".", "/", "~")) or len(parts) != 2 or parts[0] == "outputs"
+    target = next((make for name, make in MODEL_TARGETS.items() if name in name_or_path), None)
+    if not local_looking and target is None:
+        if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("1", "true", "yes", "on"):
+            return
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str):
+            return
+        raise InputError(
+            name_or_path, "not a local folder, and not in the Hub cache (HF_HUB_OFFLINE is set)", field=flag
+        )
+    build = f"build it with `{target}`" if target else "run the stage that writes it first"
+    raise InputError(name_or_path, f"no such model folder; {build}", field=flag)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,10 +18,10 @@ from typing import Any
 
 from datasets import Dataset
 
-from asclepius import hub
-from asclepius.data.stage import SourceInfo
-from asclepius.stage.cards import DATASET_TEMPLATE
+from asclepius.stage.cards import DATASET_TEMPLATE, PAPER_CITATION, PMC_PATIENTS_CITATION
 from asclepius.stage.cards import render_card as render_template
+from asclepius.stage.files import size_category, today
+from asclepius.stage.provenance import CARD_KEY, PMC_PATIENTS_LICENSE, UNKNOWN, Provenance
 from asclepius.tasks import TASKS
 
 QUALITY_DIR = "quality"
@@ -40,7 +40,7 @@ DROP_MEANINGS = {
 }
 
 LICENSE_TEXTS = {
-    hub.PMC_PATIENTS_LICENSE: (
+    PMC_PATIENTS_LICENSE: (
         "[CC BY-NC-SA 4.0](https://creativecommons.org/licenses/by-nc-sa/4.0/), inherited from the "
         "case reports of PMC-Patients: non-commercial use, attribution, share alike."
     ),
@@ -52,6 +52,11 @@ MIMIC_LICENSE_TEXT = (
     "this dataset must stay private."
 )
 
+UNKNOWN_LICENSE_TEXT = (
+    "Unknown: the licence of the source was not declared ({reason}). Until it is, this dataset is "
+    "treated as restricted: it is not pushed to public repositories, and its notes go to allowed endpoints only."
+)
+
 
 @dataclass
 class CardFacts:
@@ -60,7 +65,7 @@ class CardFacts:
     stage: str  # notes | mimic_notes | questions | instructions
     pretty_name: str
     summary: str
-    source: SourceInfo
+    source: Provenance  # the combined provenance of the inputs (unknown = restricted)
     configs: Mapping[str, Mapping[str, Dataset]]
     config_entries: list[dict]
     rows_in: int
@@ -196,28 +201,27 @@ def render_card(output_dir: Path, facts: CardFacts) -> Path:
     rows_kept = sum(split.num_rows for split in default_splits.values())
 
     source = facts.source
-    provenance = {"stage": facts.stage, **facts.provenance, "date": hub.today()}
-    provenance["upstream"] = source.upstream
+    provenance = {"stage": facts.stage, **facts.provenance, "date": today()}
+    provenance["upstream"] = list(source.upstream)
     tags = ["clinical", "medical", "asclepius"]
     if facts.synthetic:
         tags.insert(0, "synthetic")
     if source.mimic_derived:
         tags += ["mimic", "private"]
+    elif source.restricted:
+        tags += ["private"]
     card_data: dict[str, Any] = {
         "pretty_name": facts.pretty_name,
-        "license": source.license,
+        **source.card_license(),
         "language": ["en"],
         "task_categories": list(facts.task_categories),
-        "size_categories": [hub.size_category(rows_kept)],
+        "size_categories": [size_category(rows_kept)],
         "tags": tags,
         "configs": facts.config_entries,
         "mimic_derived": source.mimic_derived,
+        CARD_KEY: source.status,
         "asclepius": provenance,
     }
-    if source.license_name:
-        card_data["license_name"] = source.license_name
-    if source.license_link:
-        card_data["license_link"] = source.license_link
     if facts.source_datasets:
         card_data["source_datasets"] = list(facts.source_datasets)
 
@@ -235,12 +239,14 @@ def render_card(output_dir: Path, facts: CardFacts) -> Path:
     )
     if source.mimic_derived:
         license_text = MIMIC_LICENSE_TEXT
+    elif source.status == UNKNOWN:
+        license_text = UNKNOWN_LICENSE_TEXT.format(reason=source.reason)
     else:
         license_text = LICENSE_TEXTS.get(
             source.license, f"`{source.license}`, inherited from the source data."
         )
     # PMC-Patients is cited for data built from case reports, not for MIMIC-derived data.
-    citations = [hub.PAPER_CITATION] + ([] if source.mimic_derived else [hub.PMC_PATIENTS_CITATION])
+    citations = [PAPER_CITATION] + ([] if source.mimic_derived else [PMC_PATIENTS_CITATION])
     context = {
         "pretty_name": facts.pretty_name,
         "summary": facts.summary,
@@ -274,7 +280,7 @@ def render_card(output_dir: Path, facts: CardFacts) -> Path:
         "plots": plots,
         "license_text": license_text,
         "citations": citations,
-        "date": hub.today(),
+        "date": today(),
     }
     return render_template(
         output_dir, kind="dataset", template=DATASET_TEMPLATE, card_data=card_data, context=context
@@ -287,3 +293,17 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     for row in rows:
         lines.append("| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in row) + " |")
     return "\n".join(lines)
+
+
+def grounding_section(kept: int, ungrounded: int) -> dict[str, str]:
+    """The instruction card's section on answers stating values the note does not contain."""
+    table = markdown_table(
+        ["rows in the default config", "with a number, dose or date absent from the note"],
+        [[kept, ungrounded]],
+    )
+    return {
+        "title": "Grounding check",
+        "body": "Kept rows are flagged, not dropped, when the answer states a number, dose or date that the note "
+        "does not contain (`ungrounded_values` in the `annotated` config); an answer can rightly compute such a "
+        "value, e.g. a length of stay.\n\n" + table,
+    }

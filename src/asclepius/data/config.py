@@ -16,7 +16,8 @@ from pathlib import Path
 
 from asclepius.engine import EngineArguments
 from asclepius.errors import InputError
-from asclepius.hub import PMC_PATIENTS_LICENSE
+from asclepius.stage.folder import PushRequest
+from asclepius.stage.policy import ALLOWED_ENDPOINTS_HELP
 
 
 @dataclass(frozen=True)
@@ -109,13 +110,26 @@ class DataArguments:
             "Off for real runs; the tiny demo model rarely stops on its own."
         },
     )
-    source_license: str = field(
-        default=PMC_PATIENTS_LICENSE,
+    source_license: str | None = field(
+        default=None,
         metadata={
-            "help": "Licence of the case reports (PMC-Patients: cc-by-nc-sa-4.0); later stages inherit it."
+            "help": "Licence of a raw input (a file or Hub id with no card of this project), declared by you, e.g. "
+            "cc-by-nc-sa-4.0 for PMC-Patients; later stages inherit it. An undeclared raw input is of unknown "
+            "provenance and treated as restricted: never pushed publicly, sent to allowed endpoints only. "
+            "Folders written by this project carry their own licence."
+        },
+    )
+    source_restricted: bool = field(
+        default=False,
+        metadata={
+            "help": "Declare the raw input credentialed (MIMIC or other PhysioNet data): restricted whatever "
+            "its licence. A table with MIMIC's NOTEEVENTS columns is restricted in any case."
         },
     )
     # --- MIMIC ------------------------------------------------------------------------
+    allowed_endpoints: list[str] | None = field(
+        default=None, metadata={"help": ALLOWED_ENDPOINTS_HELP, "nargs": "+"}
+    )
     exclude_ids: str | None = field(
         default=None, metadata={"help": "File of NOTEEVENTS ROW_IDs to drop, one integer per line."}
     )
@@ -169,9 +183,9 @@ class DataArguments:
         return Path(target)
 
     @property
-    def push_options(self) -> dict:
-        """The push flags, as ``stage.push_if_asked`` takes them."""
-        return dict(push_to_hub=self.push_to_hub, hub_dataset_id=self.hub_dataset_id, private=self.private)
+    def push_request(self) -> PushRequest:
+        """The push flags, as the stage folder takes them."""
+        return PushRequest(self.push_to_hub, self.hub_dataset_id, self.private, repo_type="dataset")
 
     def input_path(self, default: str | None) -> str:
         """The stage's input: --input, else the recipe's default for the stage."""

@@ -1,12 +1,8 @@
-"""What every data stage does around its own logic: inputs, resumable outputs, provenance, push.
+"""What data stages add to the stage folder (:mod:`asclepius.stage`): inputs, staged rows, configs.
 
-A stage's output folder goes through three states:
-
-- *finished*: the card (README.md) exists. Rerunning says so and exits 0 unless
-  ``--overwrite``;
-- *unfinished*: a run started (card removed first) but did not write its card. A rerun
-  resumes: the engine's ledger in ``.asclepius/`` serves every answer already paid for;
-- *absent*.
+The folder's states, lock, provenance checks, card and push are the stage layer's; a
+rerun of an unfinished folder resumes because the engine's ledger in ``.asclepius/``
+serves every answer already paid for.
 
 Rows are staged to a parquet file as results arrive (constant memory, whatever the
 input size), then sorted back into input order so a dataset does not depend on the
@@ -16,17 +12,20 @@ order in which the API happened to answer.
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, Features, Value
 
-from asclepius import hub
 from asclepius.data.loading import load_any
+from asclepius.engine.client import read_api_key, resolve_base_url
 from asclepius.errors import InputError
+from asclepius.redaction import redact_text, redact_url
+from asclepius.stage import Provenance, StageFolder, classify
+from asclepius.stage.files import WORK_DIR_NAME, is_finished, write_dataset_configs
 
 logger = logging.getLogger(__name__)
 
@@ -56,51 +55,54 @@ def provenance(result: Any, *, teacher_model: str, prompt_hash: str) -> dict[str
     }
 
 
-@dataclass
-class SourceInfo:
-    """Licence and provenance a stage inherits from its input."""
-
-    license: str
-    license_name: str | None = None
-    license_link: str | None = None
-    mimic_derived: bool = False
-    upstream: list[dict[str, Any]] = field(default_factory=list)  # provenance of earlier stages
-
-    @classmethod
-    def for_mimic(cls) -> SourceInfo:
-        return cls(hub.MIMIC_LICENSE, hub.MIMIC_LICENSE_NAME, hub.MIMIC_LICENSE_LINK, mimic_derived=True)
-
-    @classmethod
-    def of_folder(cls, source: str, default_license: str) -> SourceInfo:
-        """Read an earlier stage's card: its licence, MIMIC flag and provenance chain."""
-        path = Path(source)
-        if not path.is_dir():
-            return cls(default_license)
-        metadata = hub.read_card_metadata(path)
-        mimic = hub.is_mimic_derived(path)
-        if mimic:
-            info = cls.for_mimic()
-        else:
-            info = cls(
-                metadata.get("license") or default_license,
-                metadata.get("license_name"),
-                metadata.get("license_link"),
-            )
-        provenance = metadata.get("asclepius") or {}
-        info.upstream = list(provenance.get("upstream") or []) + (
-            [_without_upstream(provenance)] if provenance else []
-        )
-        return info
+def stage_input(source: str, data_args) -> Provenance:
+    """What a data stage's input is: an earlier stage's folder by its card, a raw file or Hub id as declared."""
+    return classify(
+        source, declared_license=data_args.source_license, declared_restricted=data_args.source_restricted
+    )
 
 
-def _without_upstream(provenance: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in provenance.items() if key != "upstream"}
+def open_stage(output_dir: Path, data_args, engine_args=None) -> DatasetStage:
+    """The stage's output folder, locked for this run (a dry run takes no lock and writes nothing)."""
+    return DatasetStage.open(
+        output_dir,
+        overwrite=data_args.overwrite,
+        dry_run=bool(engine_args is not None and engine_args.dry_run),
+        push=data_args.push_request,
+    )
+
+
+def check_teacher_stage(stage: DatasetStage, inputs: list[Provenance], data_args, engine_args) -> Provenance:
+    """Every refusal of a stage that sends notes to a teacher, before any work or deletion.
+
+    No public push of restricted data; restricted notes only to allowed endpoints (the
+    endpoint resolved as the client will, ``OPENAI_BASE_URL`` included); the key present.
+    """
+    return stage.check(
+        inputs,
+        endpoints=[resolve_base_url(engine_args)],
+        allowed_endpoints=data_args.allowed_endpoints or (),
+        preflight=[] if engine_args.dry_run else [lambda: read_api_key(engine_args)],
+    )
+
+
+def teacher_provenance(engine_args, sampling, prompt_hash: str, source: str, seed: int) -> dict[str, Any]:
+    """What the card records about the teacher of a stage (the endpoint without credentials)."""
+    return {
+        "teacher_model": engine_args.model,
+        "base_url": redact_url(resolve_base_url(engine_args)),
+        "prompt_hash": prompt_hash,
+        "temperature": sampling.temperature,
+        "max_tokens": sampling.max_tokens,
+        "source": redact_text(source),
+        "seed": seed,
+    }
 
 
 def load_stage_input(source: str, required: Iterable[str], *, split: str = "train") -> Dataset:
     """The default config's ``split`` of an earlier stage's folder (or any dataset), columns checked."""
     path = Path(source)
-    if path.is_dir() and (path / hub.WORK_DIR_NAME).is_dir() and not hub.is_finished(path):
+    if path.is_dir() and (path / WORK_DIR_NAME).is_dir() and not is_finished(path):
         raise InputError(
             path, "this stage folder is unfinished (no README.md); rerun the stage that writes it"
         )
@@ -114,6 +116,13 @@ def load_stage_input(source: str, required: Iterable[str], *, split: str = "trai
         if column not in dataset.column_names:
             raise InputError(source, f"missing column; found {dataset.column_names}", field=column)
     return dataset
+
+
+def subset(rows: Dataset, limit: int | None, seed: int) -> Dataset:
+    """A reproducible subset of ``limit`` rows chosen by ``seed``, in input order (all rows without a limit)."""
+    if limit is None or limit >= rows.num_rows:
+        return rows
+    return rows.select(sorted(random.Random(seed).sample(range(rows.num_rows), limit)))
 
 
 def kept_rows(rows: Dataset) -> Dataset:
@@ -156,45 +165,31 @@ class StagingTable:
         return dataset.sort(SOURCE_ROW) if SOURCE_ROW in self.features else dataset
 
 
-class DatasetStage:
-    """One stage's output folder: finished check, resume, staging, configs, card, push."""
+class DatasetStage(StageFolder):
+    """A data stage's output folder: the stage folder, plus staged rows and parquet configs."""
 
-    def __init__(self, output_dir: str | Path, *, overwrite: bool = False):
-        self.output_dir = Path(output_dir)
-        self.overwrite = overwrite
-        self.table: StagingTable | None = None
+    table: StagingTable | None = None
 
     @property
     def ledger_path(self) -> Path:
-        return hub.work_dir(self.output_dir) / "ledger.sqlite"
+        return self.path / WORK_DIR_NAME / "ledger.sqlite"
 
     @property
     def staging_dir(self) -> Path:
-        return self.output_dir / hub.WORK_DIR_NAME / "staging"
+        return self.path / WORK_DIR_NAME / "staging"
 
-    def already_finished(self) -> bool:
-        """True (and says so) when the folder is finished and --overwrite was not given."""
-        if hub.is_finished(self.output_dir) and not self.overwrite:
-            message = f"{self.output_dir} is already finished (its README.md exists); pass --overwrite to rebuild it"
-            print(message)
-            return True
-        return False
-
-    def begin(self, features: Features, *, mimic_derived: bool = False) -> StagingTable:
-        """Make the folder unfinished, mark MIMIC data before any row exists, start staging rows."""
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        hub.mark_unfinished(self.output_dir)
-        if mimic_derived:
-            hub.mark_mimic_derived(self.output_dir)
+    def begin_rows(self, features: Features) -> StagingTable:
+        """Make the folder unfinished and marked (before any row exists), clear stale outputs, stage rows."""
+        self.begin()
         for stale in ("data", "quality"):
-            shutil.rmtree(self.output_dir / stale, ignore_errors=True)
+            shutil.rmtree(self.path / stale, ignore_errors=True)
         shutil.rmtree(self.staging_dir, ignore_errors=True)
         self.table = StagingTable(self.staging_dir / "rows.parquet", features)
         return self.table
 
     def rows(self) -> Dataset:
         if self.table is None:
-            raise RuntimeError("begin() was not called")
+            raise RuntimeError("begin_rows() was not called")
         return self.table.read_sorted(self.staging_dir / "cache")
 
     def write_configs(
@@ -215,49 +210,18 @@ class DatasetStage:
         if not written[default]:
             others = {name: splits for name, splits in written.items() if splits}
             if others:
-                hub.write_dataset_configs(self.output_dir, others)
+                write_dataset_configs(self.path, others)
             reasons = ", ".join(f"{reason}: {count}" for reason, count in (drops or {}).items() if count)
             where = f"; every row and its drop reason is in data/{next(iter(others))}/" if others else ""
             raise InputError(
-                self.output_dir,
+                self.path,
                 f"no usable rows: every row was dropped ({reasons or 'no input rows'}){where}",
             )
         written = {name: splits for name, splits in written.items() if splits}
-        return written, hub.write_dataset_configs(self.output_dir, written)
+        return written, write_dataset_configs(self.path, written)
 
-    def cleanup(self) -> None:
-        """Drop the staging files once the configs are written (the ledger stays for reruns)."""
+    def finish_card(self, write_card) -> Path:
+        """The card last, then the staging files go (the ledger stays for reruns)."""
+        path = self.finish(write_card)
         shutil.rmtree(self.staging_dir, ignore_errors=True)
-
-
-def push_if_asked(
-    output_dir: str | Path, *, push_to_hub: bool, hub_dataset_id: str | None, private: bool
-) -> str | None:
-    """Upload a finished folder when --push_to_hub is set (MIMIC-derived data: private only)."""
-    if not push_to_hub:
-        return None
-    check_push_allowed(output_dir, push_to_hub=push_to_hub, private=private)
-    url = hub.push_folder(output_dir, hub_dataset_id, repo_type="dataset", private=private)
-    print(f"pushed {output_dir} to {url}")
-    return url
-
-
-def check_push_allowed(
-    folder: str | Path, *, push_to_hub: bool, private: bool, mimic_derived: bool = False
-) -> None:
-    """Refuse a public push of MIMIC-derived data as bad input (one line, exit 2), before any work."""
-    if not push_to_hub or private:
-        return
-    try:
-        if mimic_derived:
-            raise hub.MimicPublicPushError(
-                f"{folder}: refusing to push MIMIC-derived data to a public repository"
-            )
-        hub.check_push_allowed(folder, private=private)
-    except hub.MimicPublicPushError:
-        raise InputError(
-            folder,
-            "MIMIC-derived data can never be pushed to a public repository (PhysioNet credentialed licence); "
-            "add --private to push to a private one",
-            field="push_to_hub",
-        ) from None
+        return path

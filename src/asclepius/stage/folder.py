@@ -130,19 +130,32 @@ class FolderLock:
 class StageFolder:
     """The output folder of one run of a stage (data, training or evaluation)."""
 
-    def __init__(self, path: str | os.PathLike, *, overwrite: bool = False, dry_run: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        dry_run: bool = False,
+        push: PushRequest | None = None,
+    ):
         self.path = Path(path)
         self.overwrite, self.dry_run = overwrite, dry_run
         self.lock = FolderLock(self.path)
         self.provenance: Provenance | None = None
-        self.push_request = PushRequest()
+        self.push_request = push or PushRequest()
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike, *, overwrite: bool = False, dry_run: bool = False, lock: bool = True
-    ) -> StageFolder:
+        cls,
+        path: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        dry_run: bool = False,
+        push: PushRequest | None = None,
+        lock: bool = True,
+    ):
         """The folder, locked for this run (a dry run writes nothing, so takes no lock)."""
-        folder = cls(path, overwrite=overwrite, dry_run=dry_run)
+        folder = cls(path, overwrite=overwrite, dry_run=dry_run, push=push)
         if lock and not dry_run:
             folder.lock.acquire()
         return folder
@@ -182,7 +195,7 @@ class StageFolder:
         cannot start leaves a finished folder intact.
         """
         provenance = combine(inputs)
-        self.push_request = push or PushRequest()
+        self.push_request = push or self.push_request
         check_push(
             provenance,
             push=self.push_request.push_to_hub,

@@ -99,9 +99,9 @@ def declare_source(
     MIMIC's NOTEEVENTS columns is restricted whatever is declared.
     """
     source = str(source)
-    found = _restricted_evidence(source)
-    if found:
-        return restricted(source, found)
+    found = _evidence(source)
+    if found is not None:
+        return replace(found, source=source)
     if restricted_source:
         return restricted(source, "declared restricted by the user")
     if license:
@@ -133,9 +133,9 @@ def classify(
         if _HUB_ID.match(source) or kind != "data":
             return declare_source(source, license=declared_license, restricted_source=declared_restricted)
         return Provenance(UNKNOWN, "not found", source)
-    found = _restricted_evidence(source)
-    if found:
-        return restricted(source, found)
+    found = _evidence(source)
+    if found is not None:
+        return replace(found, source=source)
     card_folder = _nearest_card(path)
     if card_folder is not None:
         metadata = read_card_metadata(card_folder)
@@ -186,7 +186,8 @@ def mark_mimic_derived(output_dir: str | os.PathLike) -> None:
 
 def is_mimic_derived(folder: str | os.PathLike) -> bool:
     """True when the folder (or a folder above or below it) holds restricted data for certain."""
-    return bool(_restricted_evidence(str(folder)))
+    found = _evidence(str(folder))
+    return found is not None and found.status == RESTRICTED
 
 
 def _is_ours(metadata: dict[str, Any]) -> bool:
@@ -208,57 +209,74 @@ def _nearest_card(path: Path) -> Path | None:
     return None
 
 
-def _folder_says_restricted(folder: Path) -> str | None:
+def _folder_says(folder: Path) -> Provenance | None:
+    """What the folder's own marker or card says when it is not public, else None."""
     marker = folder / WORK_DIR_NAME / MARKER_NAME
     if marker.is_file():
         try:
             payload = json.loads(marker.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return f"{marker} is unreadable"
-        if payload.get("mimic_derived") or payload.get("status") in (RESTRICTED, UNKNOWN):
-            return f"{folder} is marked {payload.get('status') or RESTRICTED}"
+            return Provenance(UNKNOWN, f"{marker} is unreadable", str(folder))
+        status = payload.get("status") or (RESTRICTED if payload.get("mimic_derived") else PUBLIC)
+        if status == RESTRICTED:
+            return restricted(str(folder), f"{folder} is marked restricted")
+        if status == UNKNOWN:
+            return Provenance(UNKNOWN, f"{folder} is marked unknown ({payload.get('reason')})", str(folder))
     if (folder / CARD_NAME).is_file():
         metadata = read_card_metadata(folder)
         tags = [str(tag).lower() for tag in metadata.get("tags") or []]
         if metadata.get("mimic_derived") or "mimic" in tags or metadata.get(CARD_KEY) == RESTRICTED:
-            return f"the card of {folder} says MIMIC-derived"
+            return restricted(str(folder), f"the card of {folder} says MIMIC-derived")
+        if metadata.get(CARD_KEY) == UNKNOWN:
+            return Provenance(UNKNOWN, f"the card of {folder} says unknown provenance", str(folder))
     return None
 
 
-def _restricted_evidence(source: str) -> str | None:
-    """Why ``source`` is restricted for certain, or None: markers at/above/below it, NOTEEVENTS columns."""
+def _evidence(source: str) -> Provenance | None:
+    """Why ``source`` is not public: markers at/above/below it, NOTEEVENTS columns (restricted first)."""
     path = Path(source)
     if not path.exists():
         return None
     resolved = path.resolve()
+    found: list[Provenance] = []
     for folder in [resolved, *resolved.parents] if path.is_dir() else list(resolved.parents):
-        found = _folder_says_restricted(folder)
-        if found:
-            return found
+        said = _folder_says(folder)
+        if said is not None:
+            found.append(said)
     if path.is_file():
-        return _noteevents_table(path)
+        said = _noteevents_table(path)
+        found += [said] if said is not None else []
+    else:
+        found += _scan_below(path)
+    if not found:
+        return None
+    return next((item for item in found if item.status == RESTRICTED), found[0])
+
+
+def _scan_below(path: Path) -> list[Provenance]:
+    """Restricted evidence inside a folder (a parent of MIMIC folders, a NOTEEVENTS file)."""
     seen = 0
     for root, dirs, files in os.walk(path):
         depth = len(Path(root).relative_to(path).parts)
         dirs[:] = [d for d in dirs if depth < _SCAN_DEPTH]
         for name in dirs:
-            found = _folder_says_restricted(Path(root) / name)
-            if found:
-                return found
+            said = _folder_says(Path(root) / name)
+            if said is not None and said.status == RESTRICTED:
+                return [said]
         for name in files:
             seen += 1
             if seen > _SCAN_LIMIT:
-                return None
-            found = _noteevents_table(Path(root) / name) if name.lower().endswith(_TABLE_SUFFIXES) else None
-            if found:
-                return found
-    return None
+                return [Provenance(UNKNOWN, f"too many files under {path} to check", str(path))]
+            said = _noteevents_table(Path(root) / name) if name.lower().endswith(_TABLE_SUFFIXES) else None
+            if said is not None:
+                return [said]
+    return []
 
 
-def _noteevents_table(path: Path) -> str | None:
+def _noteevents_table(path: Path) -> Provenance | None:
     columns = {column.upper() for column in table_columns(path)}
     if NOTEEVENTS_COLUMNS <= columns or ("TEXT" in columns and {"ROW_ID", "HADM_ID"} <= columns):
-        return f"{path} has MIMIC NOTEEVENTS columns"
+        return restricted(str(path), f"{path} has MIMIC NOTEEVENTS columns")
     return None
 
 
