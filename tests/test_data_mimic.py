@@ -1,4 +1,5 @@
-"""MIMIC-III: de-identification tags, the exclusion list, discharge summaries only, chunked reading."""
+"""MIMIC-III: de-identification tags (our style here; the original's in test_data_deid.py), the
+exclusion list (the original's 517 ROW_IDs by default), discharge summaries only, chunked reading."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from test_data_pipeline import error_line, run_script, script_env
 
 from asclepius import hub
 from asclepius.data.deid import GENERIC_TAG, DeidStats, rewrite_brackets, tag_for
-from asclepius.data.mimic import MimicCounts, iter_discharge_summaries, read_exclusion_list
+from asclepius.data.mimic import (
+    MimicCounts,
+    default_exclusion_list,
+    exclusion_ids,
+    iter_discharge_summaries,
+    read_exclusion_list,
+)
 from asclepius.errors import InputError
 from asclepius.testing import OpenAIServer
 
@@ -55,18 +62,21 @@ BRACKETS = {
 @pytest.mark.parametrize("inner, tag", sorted(BRACKETS.items()))
 def test_each_bracket_category_gets_its_tag(inner, tag):
     assert tag_for(inner) == tag
-    assert rewrite_brackets(f"seen by [**{inner}**] today") == f"seen by {tag} today"
+    assert rewrite_brackets(f"seen by [**{inner}**] today", style="ours") == f"seen by {tag} today"
 
 
 @pytest.mark.parametrize("date", ["2151-8-12", "2101-10-20", "8-12", "12/3/2150"])
 def test_literal_dates_are_kept_as_text(date):
-    assert rewrite_brackets(f"admitted [**{date}**]") == f"admitted {date}"
+    assert rewrite_brackets(f"admitted [**{date}**]", style="ours") == f"admitted {date}"
 
 
 def test_unknown_categories_get_a_generic_tag_and_are_counted():
     stats = DeidStats()
     text = "Dictated by [**Dictator Info 99**] and [**Dictator Info 12**], [**Known lastname 5**] on [**2150-1-2**]"
-    assert rewrite_brackets(text, stats) == f"Dictated by {GENERIC_TAG} and {GENERIC_TAG}, [Name] on 2150-1-2"
+    assert (
+        rewrite_brackets(text, stats, style="ours")
+        == f"Dictated by {GENERIC_TAG} and {GENERIC_TAG}, [Name] on 2150-1-2"
+    )
     assert stats.unknown_labels == {"Dictator Info": 2}
     assert stats.tags["[Name]"] == 1 and stats.tags[GENERIC_TAG] == 2 and stats.dates_kept == 1
 
@@ -111,10 +121,16 @@ def noteevents_rows():
 def test_discharge_summaries_only_excluded_dropped_tags_rewritten(tmp_path):
     path = write_noteevents(tmp_path / "NOTEEVENTS.csv", noteevents_rows())
     counts = MimicCounts()
-    notes = list(iter_discharge_summaries(path, exclude_ids={4}, chunk_size=2, counts=counts))
+    notes = list(
+        iter_discharge_summaries(path, exclude_ids={4}, chunk_size=2, counts=counts, deid_style="ours")
+    )
     assert [(n.row_id, n.patient_id, n.hadm_id) for n in notes] == [(1, 10, 100), (3, 11, None)]
     assert notes[0].note == "Admission Date:  2151-7-16\nPatient [Name] went home."
     assert notes[1].note == "Seen at [Company], call [#]."
+    # The default is the original's rewriting: one space each side of every replacement.
+    original = list(iter_discharge_summaries(path, exclude_ids={4}))
+    assert original[0].note == "Admission Date:   2151-7-16 \nPatient  [Name]  went home."
+    assert original[1].note == "Seen at  [Company] , call  [#] ."
     assert counts.rows_read == 5 and counts.excluded == 1 and counts.kept == 2
     assert counts.by_category["Discharge summary"] == 3
 
@@ -165,7 +181,7 @@ def test_prepare_mimic_writes_a_private_notes_folder(mimic_notes, tmp_path):
     notes = load_dataset(str(mimic_notes), cache_dir=str(tmp_path / "load"))["train"]
     assert notes.column_names == ["patient_id", "row_id", "hadm_id", "note"]
     assert notes["row_id"] == [1, 3] and notes["hadm_id"] == [100, None]
-    assert notes["note"][1] == "Seen at [Company], call [#]."
+    assert notes["note"][1] == "Seen at  [Company] , call  [#] ."  # deid_style original, the default
     metadata = hub.read_card_metadata(mimic_notes)
     assert metadata["mimic_derived"] is True and metadata["license"] == "other"
     assert metadata["license_name"] == hub.MIMIC_LICENSE_NAME
@@ -232,3 +248,45 @@ def test_questions_from_mimic_notes_are_mimic_derived(mimic_notes, tmp_path):
     assert "mimic" in metadata["tags"] and "synthetic" in metadata["tags"]
     with pytest.raises(InputError, match="public repository"):
         hub.push_folder(output, "someone/q", private=False)
+
+
+def test_the_original_exclusion_list_ships_with_the_package_and_is_the_default(tmp_path):
+    shipped = read_exclusion_list(default_exclusion_list())
+    assert len(shipped) == 517 and {917067, 787157, 2042} <= shipped
+    assert "starmpcc/Asclepius" in default_exclusion_list().read_text().splitlines()[1]  # credited
+    assert exclusion_ids(None)[0] == shipped
+    assert exclusion_ids("none") == (set(), "none")
+    own = tmp_path / "mine.txt"
+    own.write_text("7\n", encoding="utf-8")
+    assert exclusion_ids(str(own)) == ({7}, str(own))
+
+
+def test_prepare_mimic_drops_the_original_list_by_default_and_records_the_style(tmp_path):
+    rows = noteevents_rows()
+    rows[3]["ROW_ID"] = 917067  # on the original's list
+    rows[0]["TEXT"] += " Seen by [**Unrecognised Thing 4**]."
+    source = write_noteevents(tmp_path / "NOTEEVENTS.csv", rows)
+    output = tmp_path / "notes"
+    process = run_prepare(tmp_path, "--input", str(source), "--output_dir", str(output))
+    assert process.returncode == 0, process.stderr[-3000:]
+    notes = load_dataset(str(output), cache_dir=str(tmp_path / "load"))["train"]
+    assert notes["row_id"] == [1, 3] and notes["note"][0].endswith("Seen by  [Redacted] .")
+    card = (output / "README.md").read_text()
+    assert "| `excluded` | 1 |" in card and "deid_style: original" in card
+    assert "spans_rejected_by_original" in card and "original Asclepius list" in card
+    # --exclude_ids none keeps every discharge summary; --deid_style ours keeps the note's spacing.
+    output = tmp_path / "notes-all"
+    args = [
+        "--input",
+        str(source),
+        "--output_dir",
+        str(output),
+        "--exclude_ids",
+        "none",
+        "--deid_style",
+        "ours",
+    ]
+    process = run_prepare(tmp_path, *args)
+    assert process.returncode == 0, process.stderr[-3000:]
+    notes = load_dataset(str(output), cache_dir=str(tmp_path / "load2"))["train"]
+    assert notes["row_id"] == [1, 3, 917067] and notes["note"][1] == "Seen at [Company], call [#]."
