@@ -56,6 +56,7 @@ def main() -> None:
         teacher_model=engine_args.model,
         keep_truncated=data_args.keep_truncated,
         sink=table.add if table is not None else None,
+        extra_self_reference_phrases=data_args.self_reference_extra,
     )
     engine = Engine(engine_args, stage.ledger_path, default_temperature=sampling.temperature,
                     default_max_tokens=sampling.max_tokens, description="answers")  # fmt: skip

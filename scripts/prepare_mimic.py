@@ -18,12 +18,14 @@ from asclepius.data.cards import CardFacts, markdown_table, render_card
 from asclepius.data.config import RECIPE_CLASSES
 from asclepius.data.deid import TAGS
 from asclepius.data.mimic import (
+    DEID_STYLE_NOTES,
     MIMIC_COLUMNS,
     MIMIC_FEATURES,
     MimicCounts,
+    deid_facts,
+    exclusion_ids,
     iter_discharge_summaries,
     mimic_row,
-    read_exclusion_list,
 )
 from asclepius.data.stage import open_stage
 from asclepius.errors import run_stage
@@ -45,13 +47,18 @@ def main() -> None:
     origin = stage.check([declare_source(source, license=None, restricted_source=True)])
 
     # 1. The exclusion list is checked first: a bad line fails before the big read.
-    excluded = read_exclusion_list(data_args.exclude_ids) if data_args.exclude_ids else set()
+    # Default: the original Asclepius's 517 ROW_IDs, shipped with the package.
+    excluded, exclusion_source = exclusion_ids(data_args.exclude_ids)
 
     # 2. Stream NOTEEVENTS.csv in chunks; the folder is marked MIMIC-derived before any row is written.
     table = stage.begin_rows(MIMIC_FEATURES)
     counts = MimicCounts()
     for note in iter_discharge_summaries(
-        source, exclude_ids=excluded, chunk_size=data_args.chunk_size, counts=counts
+        source,
+        exclude_ids=excluded,
+        chunk_size=data_args.chunk_size,
+        counts=counts,
+        deid_style=data_args.deid_style,
     ):
         table.add(mimic_row(note))
         if data_args.limit is not None and counts.kept >= data_args.limit:
@@ -81,14 +88,15 @@ def main() -> None:
         drops=drops,
         provenance={
             "source": source,
-            "exclusion_list": data_args.exclude_ids or "none",
-            "excluded_row_ids": len(excluded),
-            "literal_dates_kept": counts.deid.dates_kept,
+            **deid_facts(counts, data_args.deid_style, exclusion_source, len(excluded)),
         },
         length_columns=("note",),
         synthetic=False,
         extra_sections=[
-            {"title": "De-identification tags", "body": tag_table},
+            {
+                "title": "De-identification tags",
+                "body": DEID_STYLE_NOTES[data_args.deid_style] + "\n\n" + tag_table,
+            },
             {
                 "title": "Unrecognised bracket labels",
                 "body": "Rewritten as `[Redacted]`:\n\n" + unknown if counts.deid.unknown_labels else "None.",

@@ -35,6 +35,38 @@ def test_self_reference_is_case_insensitive_over_all_fields():
     assert not filters.mentions_model("The patient improved.", "What improved?", "The patient.")
 
 
+# The original's phrases, verbatim from REFERENCE.md; each one must be caught in each field.
+ORIGINAL_PHRASES = ["AI language", "language model", "clinical language", "recognition model", "extraction model",
+                    "the model", "summarization model", "clinical model", "generation model", "AI model", "NER model"]  # fmt: skip
+
+
+def test_exactly_the_original_eleven_phrases_in_note_question_and_answer():
+    assert [p.lower() for p in ORIGINAL_PHRASES] == list(filters.ORIGINAL_SELF_REFERENCE_PHRASES)
+    for phrase in ORIGINAL_PHRASES:
+        for field in range(3):
+            texts = ["Aspirin was continued.", "What drug?", "Aspirin."]
+            texts[field] = f"Per {phrase.upper()} output: aspirin."
+            assert filters.answer_problem(*texts) == filters.SELF_REFERENCE, (phrase, field)
+            assert filters.answer_problem(*texts, extra_phrases=()) == filters.SELF_REFERENCE
+
+
+def test_our_extra_phrases_are_a_separate_configurable_reason():
+    row = ("Aspirin was continued.", "What drug?", "As an AI, I think it is aspirin.")
+    assert not filters.mentions_model(*row)  # not one of the original's phrases
+    assert filters.answer_problem(*row) == filters.SELF_REFERENCE_EXTRA
+    assert filters.answer_problem(*row, extra_phrases=()) is None  # the original keeps this row
+    assert filters.answer_problem(*row, extra_phrases=["i think"]) == filters.SELF_REFERENCE_EXTRA
+    assert not set(filters.EXTRA_SELF_REFERENCE_PHRASES) & set(filters.ORIGINAL_SELF_REFERENCE_PHRASES)
+
+
+def test_the_extra_phrases_are_a_data_recipe_option():
+    from asclepius.data.config import DataArguments
+
+    assert DataArguments().self_reference_extra == list(filters.EXTRA_SELF_REFERENCE_PHRASES)
+    assert DataArguments(self_reference_extra=[]).self_reference_extra == []
+    assert DataArguments(self_reference_extra=["none"]).self_reference_extra == []  # --self_reference_extra none
+
+
 @pytest.mark.parametrize(
     "answer, reason",
     [

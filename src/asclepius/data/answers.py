@@ -70,8 +70,11 @@ class AnswerGeneration:
         teacher_model: str,
         keep_truncated: bool = False,
         sink: Callable[[dict[str, Any]], None] | None = None,
+        extra_self_reference_phrases: tuple[str, ...] | list[str] = filters.EXTRA_SELF_REFERENCE_PHRASES,
     ):
         self.questions = questions
+        # Beyond the original's 11 phrases; rows they catch are counted as self_reference_extra.
+        self.extra_self_reference_phrases = tuple(extra_self_reference_phrases)
         self.teacher_model = teacher_model
         self.keep_truncated = keep_truncated
         self.sink = sink
@@ -94,7 +97,9 @@ class AnswerGeneration:
             result.ok, answer, result.finish_reason, result.error, keep_truncated=self.keep_truncated
         )
         if problem is None:
-            problem = filters.answer_problem(meta["note"], meta["question"], answer)
+            problem = filters.answer_problem(
+                meta["note"], meta["question"], answer, self.extra_self_reference_phrases
+            )
         ungrounded = filters.ungrounded_values(answer, meta["note"]) if answer else []
         if problem:
             self.drops[problem] += 1

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from asclepius.data.deid import DEFAULT_DEID_STYLE, DEID_STYLES
+from asclepius.data.filters import EXTRA_SELF_REFERENCE_PHRASES
 from asclepius.engine import EngineArguments
 from asclepius.errors import InputError
 from asclepius.stage.folder import PushRequest
@@ -126,12 +128,33 @@ class DataArguments:
             "its licence. A table with MIMIC's NOTEEVENTS columns is restricted in any case."
         },
     )
-    # --- MIMIC ------------------------------------------------------------------------
     allowed_endpoints: list[str] | None = field(
         default=None, metadata={"help": ALLOWED_ENDPOINTS_HELP, "nargs": "+"}
     )
+    # --- MIMIC ------------------------------------------------------------------------
     exclude_ids: str | None = field(
-        default=None, metadata={"help": "File of NOTEEVENTS ROW_IDs to drop, one integer per line."}
+        default=None,
+        metadata={
+            "help": "File of NOTEEVENTS ROW_IDs to drop, one integer per line. Default: the original Asclepius's "
+            "517 ROW_IDs (shipped with the package, MIT, starmpcc/Asclepius); 'none' drops nothing."
+        },
+    )
+    deid_style: str = field(
+        default=DEFAULT_DEID_STYLE,
+        metadata={
+            "help": "How [**...**] brackets become tags: original (the original code's map, order, fallbacks and "
+            "spacing: the released Asclepius-R's bytes) or ours (keyword rules, the note's spacing kept).",
+            "choices": list(DEID_STYLES),
+        },
+    )
+    # --- answers: filters ---------------------------------------------------------------
+    self_reference_extra: list[str] = field(
+        default_factory=lambda: list(EXTRA_SELF_REFERENCE_PHRASES),
+        metadata={
+            "help": "Phrases dropped as self-reference beyond the original's 11 (always applied), counted apart as "
+            "self_reference_extra in the card. 'none' (or [] in YAML) matches the original's filter and row "
+            "counts.",
+        },
     )
     # --- questions --------------------------------------------------------------------
     dedup_threshold: float = field(
@@ -162,6 +185,10 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
+        if [phrase.lower() for phrase in self.self_reference_extra] == ["none"]:
+            self.self_reference_extra = []
+        if self.deid_style not in DEID_STYLES:
+            raise ValueError(f"--deid_style must be one of {', '.join(DEID_STYLES)}; got {self.deid_style!r}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be >= 1, got {self.limit}")
         if not 0.0 <= self.dedup_threshold <= 1.0:

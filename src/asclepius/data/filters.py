@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from asclepius.tasks import SELF_REFERENCE_PHRASES
+from asclepius.tasks import SELF_REFERENCE_PHRASES as OUR_SELF_REFERENCE_PHRASES
 
 # --- drop reasons, as they appear in the cards ----------------------------------------
 EMPTY = "empty"
@@ -17,7 +17,8 @@ TRUNCATED = "truncated"
 CONTENT_FILTER = "content_filter"
 FAILED = "failed"
 PROMPT_TOO_LONG = "prompt_too_long"
-SELF_REFERENCE = "self_reference"
+SELF_REFERENCE = "self_reference"  # one of the original's 11 phrases
+SELF_REFERENCE_EXTRA = "self_reference_extra"  # one of our extra phrases only (a separate count)
 NEAR_DUPLICATE = "near_duplicate"
 ANSWER_IS_QUESTION = "answer_is_question"
 
@@ -38,13 +39,47 @@ def generation_problem(
 
 
 # --- self-reference -------------------------------------------------------------------
+# Exactly the original code's phrases, matched case-insensitively as substrings of the
+# note, the question and the answer. Rows they catch are dropped as SELF_REFERENCE.
+ORIGINAL_SELF_REFERENCE_PHRASES: tuple[str, ...] = (
+    "ai language",
+    "language model",
+    "clinical language",
+    "recognition model",
+    "extraction model",
+    "the model",
+    "summarization model",
+    "clinical model",
+    "generation model",
+    "ai model",
+    "ner model",
+)
+# Our additions ("as an ai", "qa model", ...), configurable (--self_reference_extra) and
+# counted apart as SELF_REFERENCE_EXTRA, so turning them off gives the original's row counts.
+EXTRA_SELF_REFERENCE_PHRASES: tuple[str, ...] = tuple(
+    phrase for phrase in OUR_SELF_REFERENCE_PHRASES if phrase not in ORIGINAL_SELF_REFERENCE_PHRASES
+)
+
+
+def _mentions(phrases: tuple[str, ...] | list[str], texts: tuple[str | None, ...]) -> bool:
+    lowered = [(text or "").lower() for text in texts]
+    return any(phrase.lower() in text for phrase in phrases for text in lowered)
+
+
 def mentions_model(*texts: str | None) -> bool:
-    """True if any text talks about the model itself ("as an AI language model", "the NER model")."""
-    for text in texts:
-        lowered = (text or "").lower()
-        if any(phrase in lowered for phrase in SELF_REFERENCE_PHRASES):
-            return True
-    return False
+    """True if any text holds one of the original's phrases ("AI language model", "the NER model")."""
+    return _mentions(ORIGINAL_SELF_REFERENCE_PHRASES, texts)
+
+
+def self_reference_problem(
+    *texts: str | None, extra_phrases: tuple[str, ...] | list[str] = EXTRA_SELF_REFERENCE_PHRASES
+) -> str | None:
+    """SELF_REFERENCE for an original phrase; else SELF_REFERENCE_EXTRA for one of ``extra_phrases``."""
+    if mentions_model(*texts):
+        return SELF_REFERENCE
+    if extra_phrases and _mentions(extra_phrases, texts):
+        return SELF_REFERENCE_EXTRA
+    return None
 
 
 # --- questions --------------------------------------------------------------------------
@@ -95,12 +130,18 @@ def _strip_decorations(line: str) -> str:
 
 
 # --- answers ------------------------------------------------------------------------------
-def answer_problem(note: str, question: str, answer: str) -> str | None:
-    """The paper's filters on a (note, question, answer) row."""
+def answer_problem(
+    note: str,
+    question: str,
+    answer: str,
+    extra_phrases: tuple[str, ...] | list[str] = EXTRA_SELF_REFERENCE_PHRASES,
+) -> str | None:
+    """The paper's filters on a (note, question, answer) row, then our extra phrases (pass () to match the original)."""
     if not answer.strip():
         return EMPTY
-    if mentions_model(note, question, answer):
-        return SELF_REFERENCE
+    problem = self_reference_problem(note, question, answer, extra_phrases=extra_phrases)
+    if problem:
+        return problem
     if answer.rstrip().endswith("?"):
         return ANSWER_IS_QUESTION
     return None
