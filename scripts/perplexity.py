@@ -1,0 +1,117 @@
+"""The paper's perplexity analysis: every model scores every corpus, token-level, with intervals.
+
+    python scripts/perplexity.py --models outputs/tiny-pretrain outputs/tiny-sft \
+        --corpora real=outputs/hospital-x/notes synthetic=outputs/tiny/notes case-reports=data/demo/case_reports.csv \
+        --output_dir outputs/perplexity
+
+Rows of the table are corpora (real notes, synthetic notes, raw case reports...), columns
+models, as in the paper. Long documents are scored with a sliding window (stated in the
+report). Each finished (model, corpus) pair is kept, so a rerun scores only what is missing.
+Writes results.json, report.md, perplexity.png and the card (last).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from trl import TrlParser
+
+from asclepius.data.corpus import load_texts
+from asclepius.errors import run_stage
+from asclepius.evaluation.perplexity import (
+    PerplexityArguments,
+    load_scoring_model,
+    model_window,
+    pair_key,
+    pair_result,
+    render_markdown,
+    score_texts,
+    write_plot,
+)
+from asclepius.stage import StageFolder, classify
+from asclepius.stage.cards import PAPER_CITATION, render_card
+from asclepius.stage.files import atomic_write_text, size_category, today
+
+logger = logging.getLogger("perplexity")
+
+
+def main() -> None:
+    (args,) = TrlParser((PerplexityArguments,)).parse_args_and_config()
+    args: PerplexityArguments
+    args.check_required()
+    corpora = args.named_corpora()
+
+    # 1. The corpora are read and checked before any model loads; the folder inherits their provenance.
+    folder = StageFolder.open(args.output_dir, overwrite=args.overwrite)
+    provenance = folder.check([classify(path) for path in corpora.values()])
+    if folder.skip_if_finished():
+        return
+    texts = {}
+    for name, path in corpora.items():
+        texts[name], column = load_texts(path, text_column=args.text_column, split=args.split)
+        texts[name] = texts[name][: args.max_documents]
+        logger.info("corpus %s: %d documents (column %r)", name, len(texts[name]), column)
+    folder.begin()
+
+    # 2. One model at a time; every (model, corpus) pair already scored is read back, not rescored.
+    pairs, windows = [], {}
+    store = folder.work_dir / "perplexity"
+    store.mkdir(parents=True, exist_ok=True)
+    for model_name in args.models:
+        model, tokenizer = None, None
+        for corpus, path in corpora.items():
+            settings = dict(window=args.window, stride=args.stride, text_column=args.text_column,
+                            split=args.split, max_documents=args.max_documents,
+                            samples=args.bootstrap_samples, seed=args.bootstrap_seed)  # fmt: skip
+            saved = store / f"{pair_key(model_name, path, settings)}.json"
+            if saved.exists() and not args.overwrite:
+                result = json.loads(saved.read_text(encoding="utf-8"))
+            else:
+                if model is None:
+                    model, tokenizer = load_scoring_model(model_name, device=args.device, dtype=args.dtype)
+                window, stride = model_window(model, args.window, args.stride)
+                score = score_texts(model, tokenizer, texts[corpus], window=window, stride=stride,
+                                    batch_size=args.batch_size, progress=f"{model_name} on {corpus}")  # fmt: skip
+                result = pair_result(model_name, corpus, score, window=window, stride=stride,
+                                     samples=args.bootstrap_samples, seed=args.bootstrap_seed)  # fmt: skip
+                atomic_write_text(saved, json.dumps(result) + "\n")
+            logger.info(
+                "%s on %s: perplexity %s %s", model_name, corpus, result["perplexity"], result["ci95"]
+            )
+            windows[model_name] = {"window": result["window"], "stride": result["stride"]}
+            pairs.append(result)
+
+    # 3. results.json, report.md and the plot; the card last.
+    results = {
+        "models": list(args.models),
+        "corpora": corpora,
+        "windows": windows,
+        "bootstrap": {"samples": args.bootstrap_samples, "seed": args.bootstrap_seed, "unit": "document"},
+        "pairs": pairs,
+        "date": today(),
+    }
+    atomic_write_text(folder.path / "results.json", json.dumps(results, indent=2) + "\n")
+    write_plot(folder.path / "perplexity.png", results)
+    report = render_markdown(results)
+    atomic_write_text(folder.path / "report.md", "# Perplexity analysis\n\n" + report)
+    card_data = {
+        "tags": ["asclepius", "clinical", "evaluation", "perplexity"],
+        "language": ["en"],
+        "size_categories": [size_category(len(pairs))],
+        "data_provenance": provenance.status,
+        **provenance.card_license(),
+    }
+    context = {
+        "title": "Perplexity of " + ", ".join(args.models),
+        "summary": "How natural each corpus reads to each model (the Asclepius paper's perplexity analysis).",
+        "report": report,
+        "citation": PAPER_CITATION,
+    }
+    folder.finish(lambda: render_card(folder.path, kind="dataset", template="evaluation_card.md",
+                                      card_data=card_data, context=context))  # fmt: skip
+    print(f"wrote {folder.path / 'report.md'}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
