@@ -1,0 +1,181 @@
+"""Clinician evaluation: blinded packets out, scripted ratings in, agreement with the judge (test server)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+from datasets import Dataset
+
+from asclepius.evaluation import expert
+from asclepius.evaluation.folders import with_answers, write_answers_folder
+from asclepius.tasks import TASKS
+from asclepius.testing.openai_server import OpenAIServer
+
+ROOT = Path(__file__).resolve().parents[1]
+ANSWER = re.compile(r"\[Answer ([A-Z]) Begin\]\n(.*?)\n\[Answer \1 End\]", re.S)
+NUM_ITEMS = 12
+
+
+def scorer(body: dict) -> str:
+    """The judge: 4 for a GOOD answer, 2 for any other."""
+    first_user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    return (
+        " ".join("4" if text.startswith("GOOD") else "2" for _, text in ANSWER.findall(first_user)) + "\nok"
+    )
+
+
+def answers(root: Path, name: str, prefix: str, *, empty: set[int] = frozenset()) -> str:
+    rows = [{"patient_id": k, "note": f"Note {k}: pt treated for condition {k}.", "question": f"What was treated ({k})?",
+             "answer": f"Condition {k}.", "task": TASKS[k % 3], "source": "demo-real" if k % 2 else "synthetic"}
+            for k in range(NUM_ITEMS)]  # fmt: skip
+    generated = ["" if k in empty else f"{prefix} answer {k}" for k in range(NUM_ITEMS)]
+    provenance = {"model": name, "backend": "transformers", "prompt_style": "asclepius", "prompt_hash": "x",
+                  "source": "demo", "split": "test"}  # fmt: skip
+    write_answers_folder(root / name, with_answers(Dataset.from_list(rows), name, generated), split="test",
+                         provenance=provenance)  # fmt: skip
+    return str(root / name)
+
+
+def run(script: str, argv: list[str], monkeypatch) -> None:
+    monkeypatch.setattr(sys, "argv", [script, *argv])
+    runpy.run_path(str(ROOT / "scripts" / script), run_name="__main__")
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """Two answers folders (one with 2 empty answers) and the judge's folder over them."""
+    root = tmp_path_factory.mktemp("expert")
+    inputs = [answers(root, "good", "GOOD"), answers(root, "poor", "POOR", empty={3, 8})]
+    judge_dir = root / "judge"
+    with OpenAIServer(responder=scorer) as server, pytest.MonkeyPatch.context() as patch:
+        run("judge.py", ["--inputs", *inputs, "--output_dir", str(judge_dir), "--judge_base_url", server.base_url,
+                         "--judge_model", "judge", "--bootstrap_samples", "50", "--show_progress", "false"], patch)  # fmt: skip
+    return root, inputs, judge_dir
+
+
+def fill(packets: Path, rule) -> list[Path]:
+    """Scripted raters: score every row of every ratings.csv with ``rule(rater, model, answered)``."""
+    key = json.loads((packets / ".asclepius" / expert.KEY_NAME).read_text())
+    truth = {(e["rater"], e["item_id"], label): t for e in key["entries"] for label, t in e["labels"].items()}
+    files = []
+    for path in sorted(packets.glob("packets/rater_*/ratings.csv")):
+        rows = list(csv.DictReader(path.open()))
+        for row in rows:
+            target = truth[(int(row["rater"]), row["item_id"], row["label"])]
+            row["score"] = rule(int(row["rater"]), target["model"], target["answered"])
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=expert.RATING_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        files.append(path)
+    return files
+
+
+def test_export_is_blinded_stratified_and_reproducible(evaluated, tmp_path, monkeypatch):
+    _, inputs, _ = evaluated
+    out = tmp_path / "packets"
+    run("expert_eval.py", ["export", "--inputs", *inputs, "--output_dir", str(out), "--raters", "2", "--items", "6"],
+        monkeypatch)  # fmt: skip
+    key = json.loads((out / ".asclepius" / expert.KEY_NAME).read_text())
+    assert key["seed"] == 0 and len(key["entries"]) == 2 * 6 and (out / "rubric.md").exists()
+    # Stratified: 3 tasks x 2 sources = 6 strata, one item from each.
+    sampled = {(e["task"], e["source"]) for e in key["entries"] if e["rater"] == 1}
+    assert len(sampled) == 6
+    for rater in (1, 2):
+        folder = out / "packets" / f"rater_{rater}"
+        text = (folder / "packet.md").read_text() + (folder / "ratings.csv").read_text()
+        assert "good" not in text.lower() or "GOOD answer" in text  # answers shown, model names never
+        assert "poor" not in text.replace("POOR answer", "")
+        rows = list(csv.DictReader((folder / "ratings.csv").open()))
+        assert (
+            len(rows) == 12
+            and {r["label"] for r in rows} == {"A", "B"}
+            and all(r["score"] == "" for r in rows)
+        )
+        assert len((folder / "ratings.jsonl").read_text().splitlines()) == 12
+    assert "(no answer)" in (out / "packets" / "rater_1" / "packet.md").read_text() or all(
+        all(t["answered"] for t in e["labels"].values()) for e in key["entries"]
+    )
+    again = tmp_path / "again"
+    run("expert_eval.py", ["export", "--inputs", *inputs, "--output_dir", str(again), "--raters", "2", "--items", "6"],
+        monkeypatch)  # fmt: skip
+    assert json.loads((again / ".asclepius" / expert.KEY_NAME).read_text())["entries"] == key["entries"]
+    assert (out / "README.md").exists()
+
+
+def test_import_unblinds_and_measures_agreement(evaluated, tmp_path, monkeypatch, capsys):
+    _, inputs, judge_dir = evaluated
+    out = tmp_path / "packets"
+    run("expert_eval.py", ["export", "--inputs", *inputs, "--output_dir", str(out), "--raters", "2",
+                           "--items", str(NUM_ITEMS)], monkeypatch)  # fmt: skip
+
+    # Rater 1 scores as the judge does; rater 2 one point lower on the good model.
+    def rule(rater, model, answered):
+        if not answered:
+            return 1
+        return 4 - (rater == 2) if model == "good" else 2
+
+    files = fill(out, rule)
+    result = tmp_path / "result"
+    run("expert_eval.py", ["import", "--ratings", *map(str, files), "--judgements", str(judge_dir),
+                           "--output_dir", str(result), "--bootstrap_samples", "200"], monkeypatch)  # fmt: skip
+    results = json.loads((result / "results.json").read_text())
+    good, poor = results["models"]["good"], results["models"]["poor"]
+    assert good["human_mean"] == 3.5 and good["judge_mean"] == 4.0
+    # Non-answers count 1 on both sides: (10 * 2 + 2 * 1) / 12.
+    assert poor["human_mean"] == pytest.approx(22 / 12, abs=1e-4) and poor["judge_mean"] == pytest.approx(
+        22 / 12, abs=1e-4
+    )
+    rows = {row["pair"]: row for row in results["agreement"]}
+    assert (
+        rows["rater_1 vs judge"]["kappa"]["value"] == 1.0
+        and rows["rater_1 vs judge"]["alpha"]["value"] == 1.0
+    )
+    assert rows["rater_1 vs judge"]["spearman"]["value"] == 1.0
+    assert (
+        0 < rows["rater_2 vs judge"]["kappa"]["value"] < 1.0
+        and rows["rater_1 vs rater_2"]["kappa"]["n_units"] == 24
+    )
+    for row in rows.values():
+        for name in ("kappa", "alpha", "spearman"):
+            low, high = row[name]["ci95"]
+            assert low <= row[name]["value"] <= high
+    report = (result / "report.md").read_text()
+    assert "| rater_1 vs judge | 1.000 (1.000 - 1.000)" in report and "all raters + judge" in report
+    assert (result / "README.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda row: row.update(score=""), "row 3: field 'score': missing score"),
+        (lambda row: row.update(score="5"), "row 3: field 'score': score 5 out of range 1-4"),
+        (lambda row: row.update(score="good"), "row 3: field 'score': expected an integer"),
+        (lambda row: row.update(label="Z"), "row 3: field 'label': no answer 'Z'"),
+    ],
+)
+def test_bad_ratings_are_one_line_errors(evaluated, tmp_path, monkeypatch, capsys, edit, message):
+    _, inputs, judge_dir = evaluated
+    out = tmp_path / "packets"
+    run("expert_eval.py", ["export", "--inputs", *inputs, "--output_dir", str(out), "--raters", "1", "--items", "3"],
+        monkeypatch)  # fmt: skip
+    [path] = fill(out, lambda rater, model, answered: 3)
+    rows = list(csv.DictReader(path.open()))
+    edit(rows[2])
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=expert.RATING_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    with pytest.raises(SystemExit) as exit_info:
+        run("expert_eval.py", ["import", "--ratings", str(path), "--judgements", str(judge_dir),
+                               "--output_dir", str(tmp_path / "result")], monkeypatch)  # fmt: skip
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"error: {path}: ") and message in error
+    assert not (tmp_path / "result" / "README.md").exists()
