@@ -126,6 +126,31 @@ Reply format: the FIRST line must hold only the {num_candidates} scores, in the 
 
 JUDGE_CANDIDATE = "[Answer {label} Begin]\n{answer}\n[Answer {label} End]"
 
+# judge_style paper: the original judge's instructions (in our words): the same rubric,
+# each answer scored independently of the others, and the scores ALONE on the first line.
+JUDGE_PAPER_PROMPT = """You will grade {num_candidates} candidate answers to an instruction about a discharge summary.
+
+[Discharge Summary Begin]
+{note}
+[Discharge Summary End]
+
+[Instruction Begin]
+{question}
+[Instruction End]
+
+{candidates}
+
+First, work out your own answer to the instruction from the discharge summary.
+Then grade each candidate on this scale:
+1 (Unacceptable): contains any incorrect or irrelevant content, or fails to say that an unanswerable instruction cannot be answered.
+2 (Poor): leaves out significant content that the answer needs.
+3 (Satisfactory): leaves out only minor content.
+4 (Excellent): contains all the content the answer needs, or correctly says that the instruction cannot be answered.
+Grade every answer on its own against your answer, independently of the other candidates: the order they are shown in and how good the others are must not change its score.
+
+Reply format: the first line holds the {num_candidates} scores alone, in the order {labels}, separated by single spaces (for example "{example}"), with no other word or symbol on that line. After that line, give your own answer and explain your grading.
+"""
+
 # Sent after a judge reply whose first line could not be read as the scores.
 JUDGE_REPAIR_PROMPT = """Your previous reply could not be read (attempt {attempt} of {max_attempts}): its first line must hold exactly {num_candidates} scores from 1 to 4, in the order {labels}, separated by single spaces, and nothing else (for example "{example}").
 Reply again in that format: the scores on the first line, then your explanation.
@@ -231,13 +256,16 @@ def judge_labels(n: int) -> list[str]:
     return [chr(ord("A") + i) for i in range(n)]
 
 
-def judge_messages(note: str, question: str, answers: list[str]) -> list[dict[str, str]]:
+JUDGE_STYLES = {"ours": JUDGE_PROMPT, "paper": JUDGE_PAPER_PROMPT}
+
+
+def judge_messages(note: str, question: str, answers: list[str], style: str = "ours") -> list[dict[str, str]]:
     labels = judge_labels(len(answers))
     candidates = "\n\n".join(
         JUDGE_CANDIDATE.format(label=label, answer=answer.strip()) for label, answer in zip(labels, answers)
     )
     example = " ".join(str(score) for score, _ in zip([4, 2, 3, 1] * 7, labels))
-    content = JUDGE_PROMPT.format(
+    content = JUDGE_STYLES[style].format(
         num_candidates=len(answers),
         note=note.strip(),
         question=question.strip(),
@@ -266,5 +294,6 @@ NOTE_PROMPT_HASH = prompt_hash(NOTE_SYSTEM_PROMPT, NOTE_PROMPT)
 QUESTION_PROMPT_HASH = prompt_hash(QUESTION_SYSTEM_PROMPT, QUESTION_PROMPT)
 ANSWER_PROMPT_HASH = prompt_hash(ANSWER_SYSTEM_PROMPT, ANSWER_PROMPT)
 JUDGE_PROMPT_HASH = prompt_hash(JUDGE_SYSTEM_PROMPT, JUDGE_PROMPT, JUDGE_CANDIDATE)
+JUDGE_PAPER_PROMPT_HASH = prompt_hash(JUDGE_SYSTEM_PROMPT, JUDGE_PAPER_PROMPT, JUDGE_CANDIDATE)
 INFERENCE_PROMPT_HASH = prompt_hash(INFERENCE_PROMPT)
 PROMPT_FORMAT_HASHES = {name: prompt_hash(template) for name, template in PROMPT_FORMATS.items()}

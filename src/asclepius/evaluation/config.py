@@ -16,16 +16,23 @@ with ``TrlParser(RECIPE_CLASSES)`` and fails on anything else.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 
 from asclepius.engine import EngineArguments
 from asclepius.prompts import PROMPT_STYLES
+
+logger = logging.getLogger(__name__)
 
 # batch: the endpoint's Batch API (half price) for generate's answers and the judge's replies.
 BACKENDS = ("transformers", "openai", "batch")
 # The prompt styles of prompts.PROMPT_STYLES, plus the model's own chat template.
 PROMPT_STYLE_CHOICES = (*PROMPT_STYLES, "chat_template")
 DECODING_CHOICES = ("greedy", "paper", "sample")
+JUDGE_STYLES = ("ours", "paper")
+# What judge_style paper pins: the original judge's settings (temperature 0, 2048 tokens) and
+# its single try per item (an unreadable first line scores 0 for every model of the item).
+PAPER_JUDGE_SETTINGS = {"judge_temperature": 0.0, "judge_max_tokens": 2048, "max_parse_attempts": 1}
 # The paper's evaluation budget (max_new_tokens 400), used unless --max_tokens says otherwise.
 DEFAULT_MAX_NEW_TOKENS = 400
 
@@ -141,6 +148,17 @@ class EvaluationArguments:
             "help": "Also grade the evaluation set's reference answers as a candidate named 'reference'."
         },
     )
+    judge_style: str = field(
+        default="ours",
+        metadata={
+            "help": "ours: repair rounds for unreadable replies, then missing (never a score). paper: the original "
+            "judge's settings: temperature 0, max 2048 tokens, scores alone on the first line, each answer scored "
+            "independently, one try, and an unreadable reply scores 0 for every model of the item (the paper_score "
+            "column and the paper-style means, reported beside ours). The judge model is --judge_model as given "
+            "(the paper used gpt-4-0314).",
+            "choices": list(JUDGE_STYLES),
+        },
+    )
     judge_model: str = field(default="gpt-4o", metadata={"help": "Judge model (or Azure deployment) name."})
     judge_base_url: str | None = field(
         default=None, metadata={"help": "Judge's OpenAI-compatible base URL (None = api.openai.com)."}
@@ -218,6 +236,7 @@ class EvaluationArguments:
             ("backend", self.backend, BACKENDS),
             ("prompt_style", self.prompt_style, PROMPT_STYLE_CHOICES),
             ("decoding", self.decoding, DECODING_CHOICES),
+            ("judge_style", self.judge_style, JUDGE_STYLES),
         ):
             if value not in choices:
                 raise ValueError(f"--{name} must be one of {', '.join(choices)}; got {value!r}")
@@ -230,6 +249,13 @@ class EvaluationArguments:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.judge_style == "paper":
+            for name, value in PAPER_JUDGE_SETTINGS.items():
+                if getattr(self, name) != value:
+                    logger.warning(
+                        "judge_style paper pins %s=%s (%s given)", name, value, getattr(self, name)
+                    )
+                setattr(self, name, value)
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
             raise ValueError(f"--max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
         if self.num_beams is not None and self.num_beams < 1:

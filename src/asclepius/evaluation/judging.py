@@ -76,6 +76,7 @@ class Judgement:
     replies: list[str | None] = field(default_factory=list)  # raw reply of every try
     missing_reason: str | None = None  # "unparseable", "api: http 400", ... when scores is None
     usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+    style: str = "ours"  # judge_style: the prompt's instructions (prompts.JUDGE_STYLES)
 
     @property
     def labels(self) -> list[str]:
@@ -83,7 +84,7 @@ class Judgement:
 
     def first_messages(self) -> list[dict[str, str]]:
         answers = [self.item.answers[name] or "" for name in self.order]
-        return prompts.judge_messages(self.item.note, self.item.question, answers)
+        return prompts.judge_messages(self.item.note, self.item.question, answers, style=self.style)
 
     def repair_messages(self, attempt: int, max_attempts: int) -> list[dict[str, str]]:
         """The first prompt, the unreadable reply, and a turn restating the format."""
@@ -167,14 +168,16 @@ def candidate_order(item: Item, shuffle: int, seed: int) -> list[str]:
     return present
 
 
-def plan_judgements(items: Sequence[Item], *, num_shuffles: int, seed: int) -> list[Judgement]:
+def plan_judgements(
+    items: Sequence[Item], *, num_shuffles: int, seed: int, style: str = "ours"
+) -> list[Judgement]:
     """One judgement per (item, shuffle) with at least one answer to grade."""
     plan = []
     for item in items:
         for shuffle in range(num_shuffles):
             order = candidate_order(item, shuffle, seed)
             if order:
-                plan.append(Judgement(item=item, shuffle=shuffle, order=order))
+                plan.append(Judgement(item=item, shuffle=shuffle, order=order, style=style))
     return plan
 
 
@@ -263,6 +266,7 @@ def score_rows(judgements: Sequence[Judgement]) -> list[dict[str, Any]]:
                     "position": position,
                     "num_candidates": len(judgement.order),
                     "score": score,
+                    "paper_score": paper_score(score),
                     "missing_reason": judgement.missing_reason if score is None else None,
                 }
             )
@@ -294,3 +298,28 @@ def judgement_rows(judgements: Sequence[Judgement], *, seed: int) -> list[dict[s
             }
         )
     return rows
+
+
+# --- the paper's scoring rule, reported beside ours (judge_style paper) ---------------------
+# The original recorded 0 for every model of an item whose judge reply it could not read.
+# Our statistics treat such items as missing instead; this column and these means let a
+# user compare with the paper's numbers like for like.
+PAPER_UNREADABLE_SCORE = 0
+
+
+def paper_score(score: int | None) -> int:
+    """A judged candidate's score under the paper's rule: its score, or 0 when the reply was unreadable."""
+    return PAPER_UNREADABLE_SCORE if score is None else score
+
+
+def paper_style_means(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | int]]:
+    """Per model, the mean of ``paper_score`` over every judged (item, shuffle), and how many were zeroed."""
+    totals: dict[str, list[int]] = {}
+    zeroed: dict[str, int] = {}
+    for row in rows:
+        totals.setdefault(row["model"], []).append(row["paper_score"])
+        zeroed[row["model"]] = zeroed.get(row["model"], 0) + (row["score"] is None)
+    return {
+        model: {"paper_mean": sum(values) / len(values), "judged": len(values), "zeroed": zeroed[model]}
+        for model, values in totals.items()
+    }
