@@ -400,6 +400,7 @@ class OpenAIServer:
         reject: Callable[[dict], bool] | None = None,
         responder: Responder | None = None,
         api_key: str | None = None,
+        models: set[str] | None = None,
         seed: int = 0,
         batch_file_size_limit: int | None = None,
         batch_requests_per_poll: int | None = None,
@@ -428,6 +429,7 @@ class OpenAIServer:
         self.injected_retry_after_ms = injected_retry_after_ms
         self.reject, self.responder = reject, responder or default_responder
         self.api_key = api_key
+        self.models = models
         self.billing = BillingLog()
         self.stats: Counter = Counter()  # outcome -> count ("200", "429", "hang", ...)
         self.attempts: Counter = Counter()  # messages hash -> POSTs received
@@ -547,6 +549,9 @@ class OpenAIServer:
             # Echoes what it got, as some providers do: clients must scrub it from errors.
             token = (authorization or "").removeprefix("Bearer ")
             return 401, {}, _error(f"Incorrect API key provided: {token}.", "invalid_api_key"), "401"
+        if self.models is not None and body.get("model") not in self.models:
+            message = f"The model `{body.get('model')}` does not exist or you do not have access to it."
+            return 404, {}, _error(message, "model_not_found"), "404"
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return 400, {}, _error("'messages' must be a non-empty list.", "invalid_request_error"), "400"

@@ -1,0 +1,147 @@
+"""The engine through the data scripts: batch = sync rows, teachers never mixed, the cap, dry runs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from asclepius import prompts
+from asclepius.testing import OpenAIServer
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = (
+    "fever cough anemia sepsis renal hepatic cardiac dyspnea edema insulin warfarin stroke biopsy lesion "
+    "tumor fracture"
+).split()
+
+
+def reply(body: dict) -> str:
+    """Deterministic per (model, messages): another teacher writes other text."""
+    system = body["messages"][0]["content"]
+    rng = random.Random(hashlib.sha256(f"{body.get('model')}{body['messages']}".encode()).hexdigest())
+    if system == prompts.NOTE_SYSTEM_PROMPT:
+        return "DISCHARGE SUMMARY\n\nHospital course: " + " ".join(rng.choice(WORDS) for _ in range(40)) + "."
+    if system == prompts.QUESTION_SYSTEM_PROMPT:
+        return "What " + " ".join(rng.sample(WORDS, 6)) + "?"
+    return "Answer: " + " ".join(rng.choice(WORDS) for _ in range(10))
+
+
+class Scripts:
+    def __init__(self, tmp: Path, server: OpenAIServer):
+        self.tmp, self.server = tmp, server
+        self.env = {
+            **os.environ,
+            "HF_HOME": str(tmp / "hf"),
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+        }
+        self.env.pop("OPENAI_API_KEY", None)
+
+    def run(self, stage: str, *extra: str) -> subprocess.CompletedProcess:
+        command = [
+            sys.executable, str(ROOT / "scripts" / f"make_{stage}.py"),
+            "--config", "recipes/tiny/data.yaml",
+            "--base_url", self.server.base_url,
+            "--model", "teacher-a",
+            "--limit", "6",
+            "--notes_dir", str(self.tmp / "notes"),
+            "--questions_dir", str(self.tmp / "questions"),
+            "--show_progress", "false",
+            "--batch_poll_seconds", "0.05",
+            *extra,
+        ]  # fmt: skip
+        return subprocess.run(command, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300)
+
+    def ok(self, stage: str, *extra: str) -> subprocess.CompletedProcess:
+        process = self.run(stage, *extra)
+        assert process.returncode == 0, process.stderr[-3000:]
+        return process
+
+
+def rows(folder: Path) -> list[dict]:
+    files = sorted((folder / "data").rglob("*.parquet"))
+    assert files, f"no parquet under {folder}"
+    return [row for path in files for row in pq.read_table(path).to_pylist()]
+
+
+@pytest.fixture(scope="module")
+def scripts(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stages")
+    with OpenAIServer(responder=reply, batch_requests_per_poll=2) as server:
+        scripts = Scripts(tmp, server)
+        scripts.ok("notes")
+        yield scripts
+
+
+def test_batch_notes_equal_sync_notes(scripts):
+    billed = len(scripts.server.billing)
+    out = scripts.tmp / "notes-batch"
+    process = scripts.ok("notes", "--backend", "batch", "--notes_dir", str(out))
+    new = scripts.server.billing.records()[billed:]
+    assert len(new) == 6 and all(record["batch"] for record in new)
+    assert "created in 1 round(s)" in process.stderr
+    sync_rows, batch_rows = rows(scripts.tmp / "notes"), rows(out)
+    assert sorted(r["note"] for r in sync_rows) == sorted(r["note"] for r in batch_rows)
+    assert (out / "README.md").exists()
+
+
+def test_questions_rerun_with_another_teacher_sends_new_requests(scripts):
+    server = scripts.server
+    scripts.ok("questions", "--model", "teacher-a")
+    first = rows(scripts.tmp / "questions")
+    assert {r["teacher_model"] for r in first if "teacher_model" in r} == {"teacher-a"}
+    start = len(server.billing)
+    scripts.ok("questions", "--model", "teacher-b", "--overwrite", "true")
+    new = server.billing.records()[start:]
+    assert len(new) == 6 and {record["model"] for record in new} == {"teacher-b"}
+    second = rows(scripts.tmp / "questions")
+    assert {r["teacher_model"] for r in second if "teacher_model" in r} == {"teacher-b"}
+    assert {r["question"] for r in second} != {r["question"] for r in first}
+    start = len(server.billing)  # same teacher, other temperature: new requests too
+    scripts.ok("questions", "--model", "teacher-b", "--temperature", "0.3", "--overwrite", "true")
+    assert {record["temperature"] for record in server.billing.records()[start:]} == {0.3}
+    assert len(server.billing) - start == 6
+    start = len(server.billing)  # the same command again: everything from the ledger
+    scripts.ok("questions", "--model", "teacher-b", "--temperature", "0.3", "--overwrite", "true")
+    assert len(server.billing) == start
+
+
+def test_budget_cap_exits_in_one_line_and_a_higher_cap_resumes(scripts):
+    out = scripts.tmp / "notes-capped"
+    prices = [
+        "--input_price_per_million",
+        "100",
+        "--output_price_per_million",
+        "100",
+        "--max_tokens",
+        "100",
+    ]
+    start = len(scripts.server.billing)
+    process = scripts.run(
+        "notes", "--notes_dir", str(out), "--max_budget_usd", "0.2", "--max_concurrency", "1", *prices
+    )
+    assert process.returncode == 2, process.stderr[-2000:]
+    last = process.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --max_budget_usd") and "higher --max_budget_usd" in last
+    paid = len(scripts.server.billing) - start
+    assert 0 < paid < 6 and not (out / "README.md").exists(), process.stderr[-1500:]
+    scripts.ok("notes", "--notes_dir", str(out), "--max_budget_usd", "100", *prices)
+    new = scripts.server.billing.records()[start:]
+    assert len(new) == 6 and len({record["hash"] for record in new}) == 6  # each note paid once
+
+
+def test_dry_run_creates_nothing_in_the_output_folder(scripts):
+    out = scripts.tmp / "notes-dry"
+    process = scripts.ok("notes", "--notes_dir", str(out), "--dry_run", "true", "--model", "gpt-4o-mini")
+    assert not out.exists()
+    assert (
+        "synchronous" in process.stderr + process.stdout
+        and "--backend batch" in process.stderr + process.stdout
+    )
