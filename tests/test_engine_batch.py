@@ -281,3 +281,39 @@ def test_kill_9_then_rerun_bills_every_request_once(tmp_path, call, at):
         assert server.batch.calls["files.create"] == math.ceil(n / 10)
         assert server.batch.calls["batches.create"] == math.ceil(n / 10)
         assert uploads >= 1 and creates <= math.ceil(n / 10)
+
+
+def test_rounds_freeze_the_pool_per_round_and_replay_identically(tmp_path):
+    """Question bootstrapping under batches: each round's prompts see the pool as the round began."""
+
+    def bootstrap(engine: Engine) -> tuple[list[int], list]:
+        pool: list[str] = []
+        seen: list[int] = []
+        results: list = []
+
+        def requests():
+            for i in range(7):
+                seen.append(len(pool))
+                examples = " | ".join(pool[-2:])
+                yield Request(
+                    [{"role": "user", "content": f"note {i}; examples: {examples}"}], metadata={"i": i}
+                )
+
+        def on_result(result) -> None:
+            pool.append(result.content)
+            results.append(result)
+
+        run_requests(engine, requests(), on_result)
+        return seen, results
+
+    ledger = tmp_path / "ledger.sqlite"
+    with OpenAIServer() as server:
+        engine = batch_engine(server.base_url, ledger, batch_round_size=3)
+        seen, results = bootstrap(engine)
+        assert seen == [0, 0, 0, 3, 3, 3, 6]  # frozen within a round, grown between rounds
+        assert engine.summary.batch_rounds == [3, 3, 1] and server.batch.calls["batches.create"] == 3
+        assert engine.summary.card_facts()["batch_rounds"] == 3
+        # A rerun builds the same prompts round by round, so every answer comes from the ledger.
+        again_seen, again = bootstrap(batch_engine(server.base_url, ledger, batch_round_size=3))
+        assert again_seen == seen and all(r.from_ledger for r in again)
+        assert [r.key for r in again] == [r.key for r in results] and len(server.billing) == 7
