@@ -18,6 +18,14 @@ the above (and each other), the tracemalloc peak of an engine run of 20,000 requ
     python bench/request_engine.py            # ~5-6 minutes (2,000 requests at 600 RPM take 200 s)
     python bench/request_engine.py --quick    # ~1 minute
 
+Batch row: the same N note-synthesis requests (the notes stage's real prompt around the
+demo case reports; 1,000, --quick 200) through ``--backend sync`` and ``--backend batch``
+against two in-process test servers, priced as gpt-4o-mini from the engine's table. The
+figure is the cost per 1,000 notes from the usage each ledger recorded, batch vs sync
+(goal 0.5x), with the Batch API calls the run spent (uploads, creates, downloads, and
+status polls, which depend on how long batches take: the test server answers 100 lines
+per poll; a real batch polled every 30 s costs one call per 30 s per open batch).
+
 Prints one ``BENCH_RESULT {json}`` line per figure.
 """
 
@@ -40,12 +48,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # runnable from a checkout without installing
 
+from asclepius import prompts  # noqa: E402
 from asclepius.engine import Engine, EngineArguments, Request, run_requests  # noqa: E402
+from asclepius.engine.ledger import Ledger  # noqa: E402
 from asclepius.engine.request import estimate_prompt_tokens  # noqa: E402
-from asclepius.testing.openai_server import serve_in_subprocess  # noqa: E402
+from asclepius.testing.openai_server import OpenAIServer, serve_in_subprocess  # noqa: E402
 
 LIMIT_RPM, LATENCY, MAX_TOKENS = 600, 0.2, 64
 THROUGHPUT_GOAL, SHARE_429_GOAL, MEMORY_GOAL = 0.95, 0.01, 1.2
+BATCH_COST_GOAL = 0.5
 
 
 def requests(n: int, tag: str):
@@ -148,6 +159,53 @@ async def throughput(n: int, tmp: Path) -> tuple[dict, dict]:
     return engine, baseline
 
 
+def note_requests(n: int):
+    """The notes stage's prompt around the demo case reports, cycled (each request distinct)."""
+    import csv
+
+    with (ROOT / "data" / "demo" / "case_reports.csv").open(newline="", encoding="utf-8") as handle:
+        reports = [row["patient"] for row in csv.DictReader(handle)]
+    for i in range(n):
+        yield Request(prompts.note_messages(f"{reports[i % len(reports)]} (case {i})"))
+
+
+def batch_vs_sync(n: int, tmp: Path) -> dict:
+    """Cost per 1,000 notes from recorded usage, sync vs batch, and the batch run's API calls."""
+    out = {}
+    for backend in ("sync", "batch"):
+        ledger = tmp / f"{backend}.sqlite"
+        with OpenAIServer(batch_requests_per_poll=100) as server:
+            args = EngineArguments(
+                base_url=server.base_url,
+                model="gpt-4o-mini",  # priced from the engine's table; the test server answers any name
+                backend=backend,
+                max_requests_per_minute=1e9,
+                max_tokens_per_minute=1e12,
+                batch_poll_seconds=0.01,
+                show_progress=False,
+            )
+            engine = Engine(args, ledger, default_max_tokens=1024, description=backend)
+            start = time.monotonic()
+            run_requests(engine, note_requests(n), lambda result: None)
+            elapsed = time.monotonic() - start
+        reader = Ledger(ledger)
+        spent = reader.spent()
+        reader.close()
+        out[backend] = {
+            "cost_per_1000": spent / n * 1000,
+            "elapsed": elapsed,
+            "calls": engine.summary.batch_api_calls,
+            "polls": engine.summary.batch_polls,
+            "billed": len(server.billing),
+        }
+        print(
+            f"{backend}: ${out[backend]['cost_per_1000']:.4f} per 1,000 notes, {elapsed:.1f} s, "
+            f"{engine.summary.batch_api_calls} batch API calls ({engine.summary.batch_polls} polls)",
+            flush=True,
+        )
+    return out
+
+
 def memory_run(n: int) -> None:
     """Child process: tracemalloc peak of one engine run of n requests (prints MEMORY {json})."""
     logging.disable(logging.INFO)
@@ -207,6 +265,7 @@ def main() -> int:
     for thread in memory_threads:
         thread.start()
     with tempfile.TemporaryDirectory() as tmp:
+        batch = batch_vs_sync(200 if args.quick else 1000, Path(tmp))
         engine, baseline = asyncio.run(throughput(n, Path(tmp)))
     for name, result in (("engine", engine), ("cookbook baseline", baseline)):
         print(
@@ -244,6 +303,17 @@ def main() -> int:
             "ratio": round(large["peak"] / small["peak"], 3),
             "goal": f"<= {MEMORY_GOAL}x",
             "met": large["peak"] / small["peak"] <= MEMORY_GOAL and large["results"] == sizes[1],
+        },
+        {
+            "name": f"request engine cost per 1,000 notes (USD, gpt-4o-mini prices, recorded usage), --backend "
+            f"batch vs sync (baseline), {batch['batch']['billed']:,} note requests; batch API calls: "
+            f"{batch['batch']['calls']} ({batch['batch']['polls']} status polls)",
+            "value": round(batch["batch"]["cost_per_1000"], 4),
+            "baseline": round(batch["sync"]["cost_per_1000"], 4),
+            "ratio": round(batch["batch"]["cost_per_1000"] / batch["sync"]["cost_per_1000"], 3),
+            "goal": f"<= {BATCH_COST_GOAL}x",
+            "met": batch["batch"]["cost_per_1000"] <= BATCH_COST_GOAL * batch["sync"]["cost_per_1000"] + 1e-12
+            and batch["batch"]["billed"] == batch["sync"]["billed"],
         },
     ]
     for figure in figures:
