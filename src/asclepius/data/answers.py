@@ -17,6 +17,7 @@ from datasets import Dataset, Features, List, Value
 
 from asclepius import prompts
 from asclepius.data import filters
+from asclepius.data.corpus import SOURCE_COLUMN, with_source
 from asclepius.data.readers import check_int, check_text
 from asclepius.data.splits import split_by_patient
 from asclepius.data.stage import PROVENANCE_FEATURES, SOURCE_ROW, kept_rows, provenance
@@ -36,6 +37,7 @@ ANSWER_FEATURES = Features(
         "ungrounded_values": List(Value("string")),
         "grounded": Value("bool"),
         **PROVENANCE_FEATURES,
+        SOURCE_COLUMN: Value("string"),  # the corpus name, when the questions carry one (prepare_notes)
         SOURCE_ROW: Value("int64"),
     }
 )
@@ -83,7 +85,7 @@ class AnswerGeneration:
         self.ungrounded_rows = 0  # kept rows with at least one ungrounded value
 
     def requests(self) -> Iterator[Request]:
-        columns = ["patient_id", "note", "question", "task"]
+        columns = with_source(["patient_id", "note", "question", "task"], self.questions)
         for index, row in enumerate(self.questions.select_columns(columns)):
             yield Request(
                 messages=prompts.answer_messages(row["note"], row["question"]),
@@ -115,6 +117,7 @@ class AnswerGeneration:
                     "question": meta["question"],
                     "answer": answer,
                     "task": meta["task"],
+                    SOURCE_COLUMN: meta.get(SOURCE_COLUMN),
                     "drop_reason": problem,
                     "ungrounded_values": ungrounded,
                     "grounded": not ungrounded,
@@ -133,6 +136,7 @@ def instruction_configs(rows: Dataset, *, test_ratio: float, seed: int) -> dict[
     else:
         annotated = {"train": rows}
     default = {
-        name: kept_rows(split).select_columns(INSTRUCTION_COLUMNS) for name, split in annotated.items()
+        name: kept_rows(split).select_columns(with_source(INSTRUCTION_COLUMNS, split))
+        for name, split in annotated.items()
     }
     return {"default": default, "annotated": annotated}

@@ -26,7 +26,8 @@ from datasets import Dataset, Features, Value
 from asclepius.data.readers import check_int, check_text, iter_records, read_columns
 from asclepius.data.stage import SOURCE_ROW
 from asclepius.errors import InputError
-from asclepius.stage.provenance import NOTEEVENTS_COLUMNS
+from asclepius.stage import PushRequest, classify, declare_source
+from asclepius.stage.provenance import NOTEEVENTS_COLUMNS, Provenance, restricted
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +73,11 @@ class CorpusArguments:
     source: str | None = field(
         default=None, metadata={"help": "Name of the corpus (required), e.g. hospital-x-2024 or aci-bench."}
     )
-    license: str | None = field(
+    source_license: str | None = field(
         default=None,
         metadata={"help": "Licence of the corpus, stated by you (required): a Hub licence id, or 'other'."},
     )
-    restricted: bool | None = field(
+    source_restricted: bool | None = field(
         default=None,
         metadata={
             "help": "Required: true if the notes are credentialed or otherwise not public (patients' records, "
@@ -109,6 +110,10 @@ class CorpusArguments:
     )
     private: bool = field(default=False, metadata={"help": "Push to a private repository."})
 
+    @property
+    def push_request(self) -> PushRequest:
+        return PushRequest(self.push_to_hub, self.hub_dataset_id, self.private)
+
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be >= 1, got {self.limit}")
@@ -122,20 +127,40 @@ class CorpusArguments:
         for name in ("input", "text_column", "source", "output_dir"):
             if not getattr(self, name):
                 raise InputError(f"--{name}", "required")
-        if self.restricted is None:
+        if self.source_restricted is None:
             raise InputError(
-                "--restricted",
+                "--source_restricted",
                 "required: state whether the notes are restricted (true: credentialed or private patients' records, "
                 "e.g. MIMIC; false: public)",
             )
-        if not self.license:
-            raise InputError("--license", "required: state the corpus licence (a Hub licence id, or 'other')")
+        if not self.source_license:
+            raise InputError(
+                "--source_license", "required: state the corpus licence (a Hub licence id, or 'other')"
+            )
 
 
 def is_noteevents(columns: list[str] | None) -> bool:
     """True for MIMIC's NOTEEVENTS layout (restricted whatever anyone states)."""
     upper = {str(column).upper() for column in columns or []}
     return NOTEEVENTS_COLUMNS <= upper or ("TEXT" in upper and {"ROW_ID", "HADM_ID"} <= upper)
+
+
+def corpus_provenance(args: CorpusArguments, columns: list[str] | None) -> Provenance:
+    """What the corpus is: restricted with NOTEEVENTS columns whatever is stated, else as the user declares it
+    (a folder written by this project, or one marked restricted, speaks for itself)."""
+    if is_noteevents(columns):
+        if not args.source_restricted:
+            logger.warning(
+                "%s has MIMIC NOTEEVENTS columns: restricted whatever --source_restricted says", args.input
+            )
+        return restricted(args.input, "MIMIC NOTEEVENTS columns")
+    if Path(args.input).is_file():
+        return declare_source(
+            args.input, license=args.source_license, restricted_source=args.source_restricted
+        )
+    return classify(
+        args.input, declared_license=args.source_license, declared_restricted=args.source_restricted
+    )
 
 
 def read_id_list(path: str | Path) -> set[str]:
@@ -240,10 +265,9 @@ def has_source(dataset: Dataset) -> bool:
 
 
 def with_source(columns: list[str], dataset: Dataset) -> list[str]:
-    """``columns`` plus ``source`` when the rows carry it: published columns stay as they are otherwise."""
-    return (
-        [*columns, SOURCE_COLUMN] if has_source(dataset) and SOURCE_COLUMN not in columns else list(columns)
-    )
+    """``columns`` plus ``source`` when rows carry a corpus name: published columns stay as they are otherwise."""
+    carried = has_source(dataset) and any(value is not None for value in dataset[SOURCE_COLUMN])
+    return [*columns, SOURCE_COLUMN] if carried and SOURCE_COLUMN not in columns else list(columns)
 
 
 def load_texts(source: str, *, text_column: str | None = None, split: str = "train") -> tuple[list[str], str]:

@@ -26,6 +26,7 @@ from datasets import Dataset, Features, Value
 
 from asclepius import prompts
 from asclepius.data import filters
+from asclepius.data.corpus import SOURCE_COLUMN, with_source
 from asclepius.data.readers import check_int, check_text
 from asclepius.data.stage import PROVENANCE_FEATURES, SOURCE_ROW, kept_rows, provenance
 from asclepius.engine import Request, Result
@@ -42,6 +43,7 @@ QUESTION_FEATURES = Features(
         "rouge_l_to_pool": Value("float32"),
         "drop_reason": Value("string"),
         **PROVENANCE_FEATURES,
+        SOURCE_COLUMN: Value("string"),  # the corpus name, when the notes carry one (prepare_notes)
         SOURCE_ROW: Value("int64"),
     }
 )
@@ -147,7 +149,7 @@ class QuestionBootstrap:
         self.drops: Counter = Counter()
         self.tokens: Counter = Counter()
 
-    def request_for(self, index: int, patient_id: int, note: str) -> Request:
+    def request_for(self, index: int, patient_id: int, note: str, source: str | None = None) -> Request:
         task = self.tasks[index]
         digest = note_digest(note)
         rng = random.Random(f"{self.seed}:{task}:{digest}")
@@ -157,13 +159,21 @@ class QuestionBootstrap:
         examples += rng.sample(generated, min(self.num_pool_examples, len(generated)))
         return Request(
             messages=prompts.question_messages(note, task, examples),
-            metadata={"index": index, "patient_id": int(patient_id), "note": note, "task": task},
+            metadata={
+                "index": index,
+                "patient_id": int(patient_id),
+                "note": note,
+                "task": task,
+                "source": source,
+            },
             resume_key=f"question:{task}:{patient_id}:{digest}",
         )
 
     def requests(self) -> Iterator[Request]:
-        for index, row in enumerate(self.notes.select_columns(["patient_id", "note"])):
-            yield self.request_for(index, row["patient_id"], row["note"])
+        for index, row in enumerate(
+            self.notes.select_columns(with_source(["patient_id", "note"], self.notes))
+        ):
+            yield self.request_for(index, row["patient_id"], row["note"], row.get(SOURCE_COLUMN))
 
     def on_result(self, result: Result) -> None:
         meta = result.request.metadata
@@ -191,6 +201,7 @@ class QuestionBootstrap:
                     "patient_id": meta["patient_id"],
                     "note": meta["note"],
                     "task": task,
+                    SOURCE_COLUMN: meta.get("source"),
                     "question": question,
                     "raw_question": result.content,
                     "rouge_l_to_pool": similarity,
@@ -206,6 +217,6 @@ class QuestionBootstrap:
 def question_configs(rows: Dataset) -> dict[str, dict[str, Dataset]]:
     """``default``: kept questions (patient_id, note, task, question); ``annotated``: every row, flagged."""
     return {
-        "default": {"train": kept_rows(rows).select_columns(QUESTION_COLUMNS)},
+        "default": {"train": kept_rows(rows).select_columns(with_source(QUESTION_COLUMNS, rows))},
         "annotated": {"train": rows},
     }
