@@ -22,16 +22,12 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from trl import TrlParser
-
-from asclepius import hub
+from asclepius.engine.client import read_api_key, resolve_base_url
 from asclepius.errors import InputError, run_stage
 from asclepius.evaluation.config import RECIPE_CLASSES
 from asclepius.evaluation.folders import (
-    check_mimic_endpoint,
     load_evaluation_set,
     local_model_folder,
-    source_is_mimic,
     with_answers,
     write_answers_folder,
 )
@@ -43,27 +39,35 @@ from asclepius.evaluation.generation import (
     generation_fingerprint,
 )
 from asclepius.evaluation.prompting import TruncationLog, style_prompt_hash
+from asclepius.recipes import check_model_path, parse_recipe
+from asclepius.redaction import redact_url
+from asclepius.stage import StageFolder, classify
+from asclepius.stage.files import WORK_DIR_NAME, today
 
 logger = logging.getLogger("generate")
 
 
 def main() -> None:
-    args, engine_args = TrlParser(RECIPE_CLASSES).parse_args_and_config()
+    args, engine_args = parse_recipe(RECIPE_CLASSES)
     for flag in ("input", "output_dir"):
         if not getattr(args, flag):
             raise InputError(f"--{flag}", "is required (on the command line or in the recipe)")
+    api = args.backend != "transformers"
+    folder = StageFolder.open(args.output_dir, dry_run=api and engine_args.dry_run)
 
-    # 1. The rows to answer (the held-out split of a plain file with --test_ratio).
-    dataset = load_evaluation_set(
-        args.input,
-        split=args.split,
-        config=args.dataset_config,
-        test_ratio=args.test_ratio,
-        split_seed=args.split_seed,
-        max_samples=args.max_samples,
+    # 1. The rows to answer (the held-out split of a plain file with --test_ratio), and every
+    #    refusal before any work: restricted notes only to allowed endpoints, the key, the model path.
+    dataset = load_evaluation_set(args.input, split=args.split, config=args.dataset_config,
+                                  test_ratio=args.test_ratio, split_seed=args.split_seed,
+                                  max_samples=args.max_samples)  # fmt: skip
+    origin = folder.check(
+        [classify(args.input)],
+        endpoints=[resolve_base_url(engine_args)] if api else [],
+        allowed_endpoints=args.allowed_endpoints or (),
+        preflight=[lambda: read_api_key(engine_args)] if api and not engine_args.dry_run else [],
     )
-    notes, questions = dataset["note"], dataset["question"]
-    mimic = source_is_mimic(args.input)
+    if not api:
+        check_model_path(engine_args.model, flag="--model")
     decoding = Decoding.from_arguments(
         args, max_tokens=engine_args.max_tokens, temperature=engine_args.temperature
     )
@@ -73,65 +77,18 @@ def main() -> None:
     )
 
     # 2. The answers: batched local generation, or the endpoint through the engine.
-    if args.backend == "transformers":
-        generator = LocalGenerator(
-            engine_args.model,
-            prompt_style=args.prompt_style,
-            decoding=decoding,
-            device=args.device,
-            dtype=args.dtype,
-            attn_implementation=args.attn_implementation,
-            cache_implementation=args.cache_implementation,
-            max_prompt_tokens=args.max_prompt_tokens,
-            subfolder=args.model_subfolder,
-        )
-        prompt_style = generator.prompt_style  # as the model's card says it was trained
-        fingerprint = generation_fingerprint(
-            engine_args.model, prompt_style, decoding, generator.max_prompt_tokens, args.model_subfolder
-        )
-        answers, reused = generate_local(
-            generator,
-            notes,
-            questions,
-            shard_dir=hub.work_dir(args.output_dir) / "generate" / fingerprint,
-            batch_size=args.batch_size,
-            show_progress=engine_args.show_progress,
-        )
-        failed, truncation, sampling = 0, generator.truncation, asdict(decoding)
-        logger.info("%d answers generated, %d reused from an earlier run", len(answers) - reused, reused)
-    else:
-        check_mimic_endpoint(
-            mimic,
-            engine_args.base_url,
-            engine_args.azure_api_version,
-            allow=args.allow_mimic_to_api,
-            what=args.input,
-        )
-        prompt_style, truncation = args.prompt_style, TruncationLog()
-        answers, errors, summary = generate_api(
-            engine_args,
-            notes,
-            questions,
-            prompt_style=prompt_style,
-            decoding=decoding,
-            ledger_path=hub.work_dir(args.output_dir) / "ledger.sqlite",
-            max_prompt_tokens=args.max_prompt_tokens,
-            truncation=truncation,
-        )
-        if engine_args.dry_run:
-            print(summary.format())
-            return
-        failed = sum(a is None for a in answers)
-        sampling = {"temperature": decoding.api_temperature(), "max_tokens": decoding.max_new_tokens}
-        if failed:
-            logger.warning("%d rows got no answer (%s)", failed, sorted({e for e in errors if e}))
+    answer = answer_with_api if api else answer_locally
+    outcome = answer(args, engine_args, decoding, dataset, folder)
+    if outcome is None:  # a dry run: counted, nothing sent, nothing written
+        return
+    answers, failed, truncation, sampling, prompt_style = outcome
 
     # 3. The Hub-ready answers folder, its card last.
     provenance = {
         "model": model_name,
-        "model_path": local_model_folder(engine_args.model) if args.backend == "transformers" else None,
+        "model_path": None if api else local_model_folder(engine_args.model),
         "backend": args.backend,
-        "base_url": engine_args.base_url if args.backend == "openai" else None,
+        "base_url": redact_url(resolve_base_url(engine_args)) if api else None,
         "model_subfolder": args.model_subfolder,
         "prompt_style": prompt_style,
         "prompt_hash": style_prompt_hash(prompt_style),
@@ -144,18 +101,70 @@ def main() -> None:
         "failed": failed,
         "truncated_prompts": truncation.prompts_cut,
         "truncation": truncation.as_dict(),
-        "date": hub.today(),
+        "date": today(),
     }
-    source_license = hub.read_card_metadata(args.input).get("license") if Path(args.input).is_dir() else None
-    card = write_answers_folder(
-        args.output_dir,
-        with_answers(dataset, model_name, answers),
-        split=args.split,
-        provenance=provenance,
-        license=source_license,
-        mimic=mimic,
+    rows = with_answers(dataset, model_name, answers)
+    card = folder.finish(
+        lambda: write_answers_folder(
+            args.output_dir, rows, split=args.split, provenance=provenance, origin=origin
+        )
     )
     logger.info("answers of %s written to %s", model_name, card.parent)
+
+
+def answer_locally(args, engine_args, decoding, dataset, folder):
+    """Batched local generation; finished batches of an earlier run are reused."""
+    generator = LocalGenerator(
+        engine_args.model,
+        prompt_style=args.prompt_style,
+        decoding=decoding,
+        device=args.device,
+        dtype=args.dtype,
+        attn_implementation=args.attn_implementation,
+        cache_implementation=args.cache_implementation,
+        max_prompt_tokens=args.max_prompt_tokens,
+        subfolder=args.model_subfolder,
+    )
+    prompt_style = generator.prompt_style  # as the model's card says it was trained
+    fingerprint = generation_fingerprint(
+        engine_args.model, prompt_style, decoding, generator.max_prompt_tokens, args.model_subfolder
+    )
+    folder.begin()
+    answers, reused = generate_local(
+        generator,
+        dataset["note"],
+        dataset["question"],
+        shard_dir=folder.work_dir / "generate" / fingerprint,
+        batch_size=args.batch_size,
+        show_progress=engine_args.show_progress,
+    )
+    logger.info("%d answers generated, %d reused from an earlier run", len(answers) - reused, reused)
+    return answers, 0, generator.truncation, asdict(decoding), prompt_style
+
+
+def answer_with_api(args, engine_args, decoding, dataset, folder):
+    """The endpoint through the request engine (resumable from its ledger); None for a dry run."""
+    if not engine_args.dry_run:
+        folder.begin()
+    truncation = TruncationLog()
+    answers, errors, summary = generate_api(
+        engine_args,
+        dataset["note"],
+        dataset["question"],
+        prompt_style=args.prompt_style,
+        decoding=decoding,
+        ledger_path=Path(args.output_dir) / WORK_DIR_NAME / "ledger.sqlite",
+        max_prompt_tokens=args.max_prompt_tokens,
+        truncation=truncation,
+    )
+    if engine_args.dry_run:
+        print(summary.format())
+        return None
+    failed = sum(a is None for a in answers)
+    if failed:
+        logger.warning("%d rows got no answer (%s)", failed, sorted({e for e in errors if e}))
+    sampling = {"temperature": decoding.api_temperature(), "max_tokens": decoding.max_new_tokens}
+    return answers, failed, truncation, sampling, args.prompt_style
 
 
 if __name__ == "__main__":

@@ -15,16 +15,16 @@ reply is in the engine's ledger.
 from __future__ import annotations
 
 import logging
+import sys
+from pathlib import Path
 
-from trl import TrlParser
-
-from asclepius import hub
 from asclepius.data.loading import load_split
 from asclepius.engine import Engine
-from asclepius.errors import InputError, run_stage
+from asclepius.engine.client import read_api_key, resolve_base_url
+from asclepius.errors import InputError, reading, run_stage
 from asclepius.evaluation.config import RECIPE_CLASSES
 from asclepius.evaluation.decontamination import check_contamination
-from asclepius.evaluation.folders import check_mimic_endpoint, load_answers_folder
+from asclepius.evaluation.folders import load_answers_folder
 from asclepius.evaluation.judging import (
     JUDGE_PROMPT_HASH,
     JUDGE_REPAIR_PROMPT_HASH,
@@ -37,68 +37,61 @@ from asclepius.evaluation.judging import (
 )
 from asclepius.evaluation.model_index import model_cards_to_update, update_model_index
 from asclepius.evaluation.report import build_results, write_judgement_folder
+from asclepius.recipes import parse_recipe
+from asclepius.redaction import redact_url
+from asclepius.stage import StageFolder
+from asclepius.stage.files import WORK_DIR_NAME, today
 
 logger = logging.getLogger("judge")
+# Engine flags the judge does not use (they describe generate's model): the judge's own names.
+JUDGE_FLAGS = {
+    "--base_url": "--judge_base_url",
+    "--model": "--judge_model",
+    "--api_key_env": "--judge_api_key_env",
+    "--azure_api_version": "--judge_azure_api_version",
+    "--temperature": "--judge_temperature",
+    "--max_tokens": "--judge_max_tokens",
+}
 
 
 def main() -> None:
-    args, engine_args = TrlParser(RECIPE_CLASSES).parse_args_and_config()
+    reject_generate_flags(sys.argv[1:])
+    args, engine_args = parse_recipe(RECIPE_CLASSES)
     if not args.inputs or not args.output_dir:
         raise InputError(
             "--inputs/--output_dir", "both are required (answers folders in, a report folder out)"
         )
+    judge_args = args.judge_engine_arguments(engine_args)
+    folder = StageFolder.open(args.output_dir, dry_run=judge_args.dry_run)
 
-    # 1. The candidates: items every answers folder holds, each model's answer to each.
+    # 1. The candidates: items every answers folder holds, each model's answer to each; restricted
+    #    notes go to allowed judges only, and the key is read, before any call is paid for.
     folders = [load_answers_folder(path) for path in args.inputs]
     items, names, dropped = collect_items(folders, include_reference=args.include_reference)
     if not items:
         raise InputError(args.inputs[0], "no (note, question) is shared by every answers folder")
-    mimic = any(folder.mimic for folder in folders)
-    check_mimic_endpoint(
-        mimic,
-        args.judge_base_url,
-        args.judge_azure_api_version,
-        allow=args.allow_mimic_to_api,
-        what=args.inputs[0],
+    origin = folder.check(
+        [answers.origin for answers in folders],
+        endpoints=[resolve_base_url(judge_args)],
+        allowed_endpoints=args.allowed_endpoints or (),
+        preflight=[] if judge_args.dry_run else [lambda: read_api_key(judge_args)],
     )
     logger.info(
         "%d items, candidates: %s (%d items not in every folder)", len(items), ", ".join(names), dropped
     )
 
     # 2. Decontamination, before any judge call is paid for.
-    decontamination = None
-    if args.train_dataset:
-        train = load_split(
-            args.train_dataset, args.train_split, test_ratio=args.test_ratio, seed=args.split_seed
-        )
-        report = check_contamination(
-            [(item.key, item.note, item.patient_id) for item in items],
-            (row for row in train["note"]) if "note" in train.column_names else (),
-            train["patient_id"] if "patient_id" in train.column_names else (),
-            n=args.decontamination_ngram,
-            threshold=args.decontamination_threshold,
-        )
-        decontamination = {
-            **report.summary(),
-            "train_dataset": args.train_dataset,
-            "dropped": args.drop_contaminated,
-        }
-        logger.info(
-            "decontamination: %d of %d items overlap the training data", len(report.flagged), len(items)
-        )
-        if args.drop_contaminated:
-            items = [item for item in items if item.key not in report.flagged]
+    items, decontamination = decontaminate(args, items)
 
     # 3. The judge: every candidate in one prompt, shuffled; unreadable replies repaired, then missing.
-    judge_args = args.judge_engine_arguments(engine_args)
-    engine = Engine(
-        judge_args,
-        hub.work_dir(args.output_dir) / "ledger.sqlite",
-        default_temperature=args.judge_temperature,
-        default_max_tokens=args.judge_max_tokens,
-        description="judgements",
+    if not judge_args.dry_run:
+        folder.begin()
+    engine = Engine(judge_args, Path(args.output_dir) / WORK_DIR_NAME / "ledger.sqlite",
+                    default_temperature=args.judge_temperature, default_max_tokens=args.judge_max_tokens,
+                    description="judgements")  # fmt: skip
+    plan = plan_judgements(
+        items, num_shuffles=args.num_shuffles, seed=args.shuffle_seed, style=args.judge_style
     )
-    plan = plan_judgements(items, num_shuffles=args.num_shuffles, seed=args.shuffle_seed)
     run = run_judge(engine, plan, max_parse_attempts=args.max_parse_attempts)
     if judge_args.dry_run:
         print(run.rounds[0]["dry_run_summary"] if run.rounds else "nothing to judge")
@@ -110,30 +103,17 @@ def main() -> None:
     results = build_results(
         scores, items, names, bootstrap_samples=args.bootstrap_samples, bootstrap_seed=args.bootstrap_seed
     )
-    meta = {
-        "judge_model": args.judge_model,
-        "judge_base_url": args.judge_base_url,
-        "judge_temperature": args.judge_temperature,
-        "judge_max_tokens": args.judge_max_tokens,
-        "prompt_hash": JUDGE_PROMPT_HASH,
-        "repair_prompt_hash": JUDGE_REPAIR_PROMPT_HASH,
-        "max_parse_attempts": args.max_parse_attempts,
-        "num_shuffles": args.num_shuffles,
-        "shuffle_seed": args.shuffle_seed,
-        "items": len(items),
-        "dropped_items": dropped,
-        "inputs": dict(zip(names, args.inputs)),
-        "rounds": run.rounds,
-        "decontamination": decontamination,
-        "date": hub.today(),
-    }
-    card = write_judgement_folder(
-        args.output_dir,
-        scores=scores,
-        judgements=judgement_rows(run.judgements, seed=args.shuffle_seed),
-        results=results,
-        meta=meta,
-        mimic=mimic,
+    meta = judge_meta(args, judge_args, items=len(items), dropped=dropped, names=names, run=run)
+    meta["decontamination"] = decontamination
+    card = folder.finish(
+        lambda: write_judgement_folder(
+            args.output_dir,
+            scores=scores,
+            judgements=judgement_rows(run.judgements, seed=args.shuffle_seed),
+            results=results,
+            meta=meta,
+            mimic=origin.mimic_derived,
+        )
     )
     for name, model in results["models"].items():
         low, high = model["ci95"]
@@ -142,6 +122,64 @@ def main() -> None:
         )
 
     # 5. The results into each local model's card (model-index).
+    update_model_cards(args, names, folders, results)
+    logger.info("report written to %s", card.parent / "report.md")
+
+
+def reject_generate_flags(argv: list[str]) -> None:
+    """``--base_url``/``--model``... describe generate's model; the judge would silently ignore them."""
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        if flag in JUDGE_FLAGS:
+            raise InputError(
+                flag, f"the judge does not use it (it is generate's); pass {JUDGE_FLAGS[flag]} for the judge"
+            )
+
+
+def decontaminate(args, items):
+    """Flag (and with --drop_contaminated drop) items whose note overlaps the training data."""
+    if not args.train_dataset:
+        return items, None
+    with reading(args.train_dataset):
+        train = load_split(
+            args.train_dataset, args.train_split, test_ratio=args.test_ratio, seed=args.split_seed
+        )
+    report = check_contamination(
+        [(item.key, item.note, item.patient_id) for item in items],
+        (row for row in train["note"]) if "note" in train.column_names else (),
+        train["patient_id"] if "patient_id" in train.column_names else (),
+        n=args.decontamination_ngram,
+        threshold=args.decontamination_threshold,
+    )
+    logger.info("decontamination: %d of %d items overlap the training data", len(report.flagged), len(items))
+    if args.drop_contaminated:
+        items = [item for item in items if item.key not in report.flagged]
+    summary = {**report.summary(), "train_dataset": args.train_dataset, "dropped": args.drop_contaminated}
+    return items, summary
+
+
+def judge_meta(args, judge_args, *, items: int, dropped: int, names: list[str], run) -> dict:
+    """How the judgements were made, for results.json and the card (the endpoint without credentials)."""
+    return {
+        "judge_model": args.judge_model,
+        "judge_base_url": redact_url(resolve_base_url(judge_args)),
+        "judge_temperature": args.judge_temperature,
+        "judge_max_tokens": args.judge_max_tokens,
+        "prompt_hash": JUDGE_PROMPT_HASH,
+        "repair_prompt_hash": JUDGE_REPAIR_PROMPT_HASH,
+        "max_parse_attempts": args.max_parse_attempts,
+        "num_shuffles": args.num_shuffles,
+        "shuffle_seed": args.shuffle_seed,
+        "items": items,
+        "dropped_items": dropped,
+        "inputs": dict(zip(names, args.inputs)),
+        "rounds": run.rounds,
+        "date": today(),
+    }
+
+
+def update_model_cards(args, names: list[str], folders, results: dict) -> None:
+    """Write each local candidate model's results into its card's model-index."""
     candidates = dict(zip([n for n in names if n != REFERENCE_NAME], (f.provenance for f in folders)))
     targets = model_cards_to_update(candidates, args.model_card or [], automatic=args.update_model_cards)
     for name, (folder, provenance) in targets.items():
@@ -156,7 +194,6 @@ def main() -> None:
             rouge_l=model["rougeL"],
         )
         logger.info("model-index of %s updated in %s", name, path)
-    logger.info("report written to %s", card.parent / "report.md")
 
 
 if __name__ == "__main__":

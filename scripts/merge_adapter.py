@@ -20,22 +20,30 @@ logger = logging.getLogger("merge_adapter")
 def main(argv: list[str] | None = None) -> None:
     from pathlib import Path
 
-    from trl import TrlParser
-
-    from asclepius import hub
+    from asclepius.recipes import check_model_path, parse_recipe
+    from asclepius.stage import PushRequest, StageFolder, classify
     from asclepius.training import card
     from asclepius.training.config import MergeArguments
     from asclepius.training.merge import merge_adapter
 
-    (args,) = TrlParser(MergeArguments).parse_args_and_config(argv)
+    (args,) = parse_recipe(MergeArguments, argv)
     if not args.adapter_dir:
         raise InputError(None, "no adapter: pass --adapter_dir")
     if not args.output_dir:
         raise InputError(None, "no output folder: pass --output_dir")
+    check_model_path(args.adapter_dir, flag="--adapter_dir")
     if Path(args.adapter_dir).exists() and not (Path(args.adapter_dir) / "adapter_config.json").exists():
         raise InputError(args.adapter_dir, "not a LoRA adapter folder (no adapter_config.json)")
 
-    hub.mark_unfinished(args.output_dir)
+    # One run per folder; a public push of an adapter of restricted or unknown provenance is refused now.
+    push = PushRequest(args.push_to_hub, args.hub_model_id, args.hub_private_repo, repo_type="model")
+    folder = StageFolder.open(args.output_dir, overwrite=True, push=push)
+    inputs = [classify(args.adapter_dir, kind="adapter")]
+    if args.base_model:
+        check_model_path(args.base_model, flag="--base_model")
+        inputs.append(classify(args.base_model, kind="model"))
+    folder.check(inputs)
+    folder.begin()
     output_dir, merged_base = merge_adapter(
         args.adapter_dir, args.output_dir, base_model=args.base_model, dtype=args.dtype
     )
@@ -46,12 +54,9 @@ def main(argv: list[str] | None = None) -> None:
         base_model=args.base_model or merged_base,
         model_name=args.hub_model_id or Path(output_dir).name,
     )
-    card.render_card(output_dir, facts)
+    folder.finish(lambda: card.render_card(output_dir, facts))
     logger.info("merged model -> %s", output_dir)
-
-    if args.push_to_hub:
-        url = hub.push_folder(output_dir, args.hub_model_id, repo_type="model", private=args.hub_private_repo)
-        logger.info("pushed to %s", url)
+    folder.push_if_asked()
 
 
 if __name__ == "__main__":

@@ -24,37 +24,24 @@ from asclepius.errors import run_stage
 
 def main(argv: list[str] | None = None) -> None:
     from transformers import set_seed
-    from trl import TrlParser
 
-    from asclepius import hub
-    from asclepius.training import metrics, stage
+    from asclepius.recipes import parse_recipe
+    from asclepius.training import stage
     from asclepius.training.config import RECIPE_CLASSES
-    from asclepius.training.formatting import load_train_and_test, to_prompt_completion, tokenize_for_sft
-    from asclepius.training.tokenizer import load_tokenizer
-    from asclepius.training.trainer import build_trainer, eval_model_kwargs, save_final_model, train_resuming
+    from asclepius.training.formatting import to_prompt_completion, tokenize_for_sft
+    from asclepius.training.trainer import build_trainer
 
-    script_args, training_args, model_args = TrlParser(RECIPE_CLASSES["sft"]).parse_args_and_config(argv)
-    push_to_hub = stage.take_over_push(training_args)
-    if stage.already_finished(training_args.output_dir):
+    script_args, training_args, model_args = parse_recipe(RECIPE_CLASSES["sft"], argv)
+    # The lock, the model path, and the push policy for the inputs' provenance: before any work.
+    folder = stage.open_folder(script_args, training_args, model_args)
+    if folder is None:
         return
     set_seed(training_args.seed)
 
     # 1. Rows -> (prompt, completion), tokenized so that the prompt's tokens are exactly
     #    those the model sees at inference and only the answer and its EOS carry a loss.
-    tokenizer = load_tokenizer(
-        model_args.model_name_or_path,
-        revision=model_args.model_revision,
-        trust_remote_code=training_args.trust_remote_code,
-        eos_token=training_args.eos_token,
-    )
-    train_rows, test_rows = load_train_and_test(
-        script_args.dataset_name,
-        dataset_config=script_args.dataset_config,
-        train_split=script_args.dataset_train_split,
-        test_split=script_args.dataset_test_split,
-        test_ratio=script_args.test_ratio,
-        split_seed=script_args.split_seed,
-    )
+    tokenizer = stage.tokenizer_for(model_args, training_args)
+    train_rows, test_rows = stage.load_rows(script_args)
     columns = dict(
         note_column=script_args.note_column,
         question_column=script_args.question_column,
@@ -79,46 +66,23 @@ def main(argv: list[str] | None = None) -> None:
         log_batch_fingerprints=script_args.log_batch_fingerprints,
     )
 
-    # 3. Train, resuming if an earlier run left checkpoints.
-    if trainer.accelerator.is_main_process:
-        hub.mark_unfinished(training_args.output_dir)
-    result, resumed_from = train_resuming(trainer)
-    trainer.log_metrics("train", result.metrics)
-    trainer.save_metrics("train", result.metrics)
+    # 3. Train, resuming if an earlier run left checkpoints; save the model (or adapter) and tokenizer.
+    train_metrics, resumed_from = stage.train_and_save(trainer)
 
-    # 4. Save the model (or adapter) and tokenizer (collective under FSDP/DeepSpeed).
-    save_final_model(trainer)
+    # 4. Learning signal: held-out answer loss of the starting model and of this one.
+    signal = stage.learning_signal(trainer, script_args, model_args, tokenizer, test_rows)
 
-    # 5. Learning signal: held-out answer loss of the starting model and of this one.
-    signal = None
-    if trainer.accelerator.is_main_process and script_args.learning_signal and test_rows:
-        heldout = test_rows.select(
-            range(min(len(test_rows), script_args.max_eval_examples or len(test_rows)))
-        )
-        signal = metrics.answer_loss_signal(
-            model_args.model_name_or_path,
-            training_args.output_dir,
-            tokenizer,
-            {
-                "note": heldout[script_args.note_column],
-                "question": heldout[script_args.question_column],
-                "answer": heldout[script_args.answer_column],
-            },
-            max_length=training_args.max_length,
-            model_kwargs=eval_model_kwargs(model_args, training_args),
-        )
-
-    # 6. Metrics, the model card (written last: the folder is now finished), the push.
+    # 5. Metrics, the model card (written last: the folder is now finished), the push.
     stage.finish(
         trainer,
+        folder,
         stage="sft",
         script_args=script_args,
         model_args=model_args,
-        train_metrics=result.metrics,
+        train_metrics=train_metrics,
         resumed_from=resumed_from,
         num_train_examples=len(train_dataset),
         signal=signal,
-        push_to_hub=push_to_hub,
     )
 
 

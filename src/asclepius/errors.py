@@ -7,10 +7,11 @@ the field, and a non-zero exit; not a traceback from deep inside pandas.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -32,6 +33,22 @@ class InputError(ValueError):
             parts.append(f"field {field!r}")
         super().__init__(f"{': '.join(parts)}: {message}")
         self.path, self.row, self.field = path, row, field
+
+
+@contextlib.contextmanager
+def reading(source: str | os.PathLike | None) -> Iterator[None]:
+    """Whatever goes wrong while reading ``source`` (bad bytes, a broken line, a corrupt parquet)
+    becomes one ``InputError`` naming it and the root cause, instead of a library traceback."""
+    try:
+        yield
+    except (InputError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as error:
+        root: BaseException = error
+        while root.__cause__ is not None or root.__context__ is not None:
+            root = root.__cause__ or root.__context__
+        detail = " ".join(str(root).split())[:300]
+        raise InputError(source, f"cannot be read ({type(root).__name__}: {detail})") from error
 
 
 def setup_logging(level: int = logging.INFO) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from asclepius.engine import EngineArguments
 from asclepius.prompts import PROMPT_STYLES
+from asclepius.stage.policy import ALLOWED_ENDPOINTS_HELP
 
 logger = logging.getLogger(__name__)
 
@@ -188,12 +189,8 @@ class EvaluationArguments:
             "again this many times in all, then recorded as missing (never as a score)."
         },
     )
-    allow_mimic_to_api: bool = field(
-        default=False,
-        metadata={
-            "help": "Allow sending MIMIC-derived notes to api.openai.com. PhysioNet's licence forbids sharing "
-            "them with third parties; use Azure OpenAI with human review opted out, or a local model."
-        },
+    allowed_endpoints: list[str] | None = field(
+        default=None, metadata={"help": ALLOWED_ENDPOINTS_HELP, "nargs": "+"}
     )
 
     # --- judge: decontamination, statistics, model cards ---------------------------

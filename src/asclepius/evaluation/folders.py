@@ -15,10 +15,18 @@ from typing import Any
 
 from datasets import Dataset
 
-from asclepius import hub
 from asclepius.data.loading import load_any, load_split
-from asclepius.errors import InputError
+from asclepius.errors import InputError, reading
 from asclepius.evaluation.cards import ANSWERS_TEMPLATE, render_card
+from asclepius.redaction import redact
+from asclepius.stage.files import (
+    atomic_write_text,
+    read_card_metadata,
+    size_category,
+    work_dir,
+    write_dataset_configs,
+)
+from asclepius.stage.provenance import CARD_KEY, UNKNOWN, Provenance, classify
 
 REQUIRED_COLUMNS = ("note", "question")
 ADDED_COLUMNS = ("model", "generated")
@@ -34,8 +42,9 @@ def load_evaluation_set(
     split_seed: int = 0,
     max_samples: int | None = None,
 ) -> Dataset:
-    """The rows to answer; a missing column or an empty note/question is a one-line error."""
-    dataset = load_split(source, split, config=config, test_ratio=test_ratio, seed=split_seed)
+    """The rows to answer; an unreadable file, a missing column or an empty note/question is a one-line error."""
+    with reading(source):
+        dataset = load_split(source, split, config=config, test_ratio=test_ratio, seed=split_seed)
     for column in REQUIRED_COLUMNS:
         if column not in dataset.column_names:
             raise InputError(
@@ -67,45 +76,35 @@ def local_model_folder(model: str) -> str | None:
     return str(path.resolve()) if path.is_dir() else None
 
 
-def source_is_mimic(source: str) -> bool:
-    return Path(source).is_dir() and hub.is_mimic_derived(source)
-
-
 def write_answers_folder(
     output_dir: str | os.PathLike,
     dataset: Dataset,
     *,
     split: str,
     provenance: dict[str, Any],
-    license: str | None = None,
-    mimic: bool = False,
+    origin: Provenance | None = None,
 ) -> Path:
-    """Parquet, provenance, then the card LAST; returns the card's path."""
+    """Parquet, provenance (credentials redacted), then the card LAST; returns the card's path.
+
+    ``origin`` is the evaluation set's provenance: the answers inherit its licence and
+    status (restricted data stays restricted; unknown when not given).
+    """
     output_dir = Path(output_dir)
-    hub.mark_unfinished(output_dir)
-    configs = hub.write_dataset_configs(output_dir, {"default": {split: dataset}})
-    if mimic:
-        hub.mark_mimic_derived(output_dir)
-    hub.atomic_write_text(
-        hub.work_dir(output_dir) / "generation.json", json.dumps(provenance, indent=2) + "\n"
-    )
-    tags = ["asclepius", "clinical", "evaluation", "synthetic"] + (["mimic"] if mimic else [])
+    origin = origin or Provenance(UNKNOWN, "evaluation set of unknown provenance")
+    provenance = redact(provenance)
+    configs = write_dataset_configs(output_dir, {"default": {split: dataset}})
+    atomic_write_text(work_dir(output_dir) / "generation.json", json.dumps(provenance, indent=2) + "\n")
+    tags = ["asclepius", "clinical", "evaluation", "synthetic"] + (["mimic"] if origin.mimic_derived else [])
     card_data: dict[str, Any] = {
         "configs": configs,
         "tags": tags,
         "language": ["en"],
-        "size_categories": [hub.size_category(len(dataset))],
+        "size_categories": [size_category(len(dataset))],
+        **origin.card_license(),
+        "mimic_derived": origin.mimic_derived,
+        CARD_KEY: origin.status,
         PROVENANCE_KEY: provenance,
     }
-    if mimic:
-        card_data.update(
-            license=hub.MIMIC_LICENSE,
-            license_name=hub.MIMIC_LICENSE_NAME,
-            license_link=hub.MIMIC_LICENSE_LINK,
-            mimic_derived=True,
-        )
-    elif license:
-        card_data["license"] = license
     decoding = provenance.get("decoding", {})
     context = {
         "model": provenance["model"],
@@ -118,7 +117,7 @@ def write_answers_folder(
         "rows": len(dataset),
         "failed": provenance.get("failed", 0),
         "folder_hint": str(output_dir),
-        "mimic": mimic,
+        "status": origin.status,
     }
     return render_card(output_dir, ANSWERS_TEMPLATE, card_data, context)
 
@@ -130,7 +129,11 @@ class AnswersFolder:
     path: str
     dataset: Dataset
     provenance: dict[str, Any]
-    mimic: bool
+    origin: Provenance
+
+    @property
+    def mimic(self) -> bool:
+        return self.origin.mimic_derived
 
     @property
     def model_name(self) -> str:
@@ -142,7 +145,8 @@ class AnswersFolder:
 
 def load_answers_folder(path: str) -> AnswersFolder:
     """A folder (or file) written by scripts/generate.py: one split with note, question, generated."""
-    splits = load_any(path)
+    with reading(path):
+        splits = load_any(path)
     if len(splits) != 1:
         raise InputError(path, f"expected one split of answers, found {sorted(splits)}")
     dataset = next(iter(splits.values()))
@@ -151,33 +155,6 @@ def load_answers_folder(path: str) -> AnswersFolder:
             raise InputError(
                 path, f"missing column {column!r}; is this a folder written by scripts/generate.py?"
             )
-    metadata = hub.read_card_metadata(path) if Path(path).is_dir() else {}
+    metadata = read_card_metadata(path) if Path(path).is_dir() else {}
     provenance = dict(metadata.get(PROVENANCE_KEY) or {})
-    return AnswersFolder(path=path, dataset=dataset, provenance=provenance, mimic=source_is_mimic(path))
-
-
-def check_mimic_endpoint(
-    mimic: bool, base_url: str | None, azure_api_version: str | None, *, allow: bool, what: str
-) -> None:
-    """Refuse to send MIMIC-derived notes to api.openai.com.
-
-    PhysioNet's licence forbids sharing the notes with third parties; the paper's
-    authors used Azure OpenAI with human review opted out. A local endpoint or Azure
-    passes; another remote endpoint passes with a warning (we cannot tell who runs it).
-    """
-    import logging
-
-    from asclepius.engine.client import is_local
-
-    if not mimic or allow or azure_api_version or is_local(base_url):
-        return
-    if base_url is None:
-        raise InputError(
-            what,
-            "MIMIC-derived notes must not be sent to api.openai.com (PhysioNet licence); use Azure OpenAI "
-            "(--*azure_api_version), a local model, or pass --allow_mimic_to_api if you have that right",
-        )
-    logging.getLogger(__name__).warning(
-        "sending MIMIC-derived notes to %s: make sure its operator may receive them under the PhysioNet licence",
-        base_url,
-    )
+    return AnswersFolder(path=path, dataset=dataset, provenance=provenance, origin=classify(path))

@@ -23,6 +23,7 @@ from asclepius.prompts import (
 )
 from asclepius.stage.cards import MODEL_TEMPLATE
 from asclepius.stage.cards import render_card as render_template
+from asclepius.stage.provenance import CARD_KEY, PUBLIC, RESTRICTED, UNKNOWN, Provenance, classify, combine
 
 logger = logging.getLogger(__name__)
 
@@ -112,12 +113,16 @@ def gather_facts(
     log_history: list[dict[str, Any]],
     num_train_examples: int,
     learning_signal: dict[str, Any] | None,
+    provenance: Provenance | None = None,
 ) -> dict[str, Any]:
-    """Everything the card says, as plain JSON-able values."""
+    """Everything the card says, as plain JSON-able values (``provenance``: the inputs', combined)."""
     world_size = training_args.world_size
     losses = [entry for entry in log_history if "loss" in entry]
     steps = [entry["step"] for entry in log_history if "step" in entry]
-    mimic = inherits_mimic(script_args.dataset_name, model_args.model_name_or_path)
+    mimic = inherits_mimic(script_args.dataset_name, model_args.model_name_or_path) or bool(
+        provenance and provenance.mimic_derived
+    )
+    status = RESTRICTED if mimic else provenance.status if provenance else UNKNOWN
     # The bytes an sft model learned (readme or original); generate.py and `asclepius chat` read it back.
     prompt_format = getattr(script_args, "prompt_format", DEFAULT_PROMPT_FORMAT) if stage == "sft" else None
     return {
@@ -131,6 +136,7 @@ def gather_facts(
         "adapter": bool(model_args.use_peft),
         "merged": False,
         "mimic_derived": mimic,
+        "data_provenance": status,
         "hyperparameters": hyperparameters(training_args, model_args, world_size),
         "results": {
             "train_loss": train_metrics.get("train_loss"),
@@ -178,6 +184,10 @@ def card_data(facts: dict[str, Any]) -> dict[str, Any]:
         data["tags"].append("mimic")
     else:
         data["license"] = hub.PMC_PATIENTS_LICENSE
+    # Cards written before provenance was recorded: unknown, hence restricted (fail closed).
+    data[CARD_KEY] = RESTRICTED if facts["mimic_derived"] else facts.get("data_provenance") or UNKNOWN
+    if data[CARD_KEY] != PUBLIC:
+        data["tags"].append("private")
     return data
 
 
@@ -238,5 +248,8 @@ def merged_facts(adapter_dir: str, *, base_model: str, model_name: str) -> dict[
             "prompt_hash": INFERENCE_PROMPT_HASH,
         }
     facts["mimic_derived"] = bool(facts.get("mimic_derived")) or inherits_mimic(adapter_dir, base_model)
+    merged_inputs = combine([classify(adapter_dir, kind="adapter"), classify(base_model, kind="model")])
+    if merged_inputs.restricted:  # an adapter with no card of ours, or a checkpoint: unknown at best
+        facts["data_provenance"] = RESTRICTED if facts["mimic_derived"] else merged_inputs.status
     facts.update(merged=True, adapter=True, model_name=model_name, merged_from=adapter_dir, date=hub.today())
     return facts

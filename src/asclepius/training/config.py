@@ -23,6 +23,14 @@ STAGES = ("pretrain", "sft")
 class TrainScriptArguments(ScriptArguments):
     """Data and bookkeeping options shared by ``scripts/pretrain.py`` and ``scripts/sft.py``."""
 
+    dataset_license: str | None = field(
+        default=None,
+        metadata={
+            "help": "Licence of dataset_name when it is a raw file or a Hub dataset id (a folder written by this "
+            "project carries its own), declared by you. Undeclared, its provenance is unknown and treated as "
+            "restricted: the model is then pushed to private repositories only."
+        },
+    )
     test_ratio: float | None = field(
         default=None,
         metadata={

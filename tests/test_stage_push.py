@@ -1,0 +1,95 @@
+"""The push: restricted data only to repositories that are really private; never a pickle or a token.
+
+The Hub API is stubbed (no network in tests) for exactly what the push asks it: create
+the repository, report its visibility, upload a folder.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+import huggingface_hub
+import pytest
+
+from asclepius import hub
+from asclepius.errors import InputError
+from asclepius.stage import PUBLIC, Provenance, push_folder
+from asclepius.stage.push import NEVER_UPLOADED
+
+
+class StubHub:
+    """Records calls; ``repo_is_private`` is what the Hub says after create_repo (an existing repo stays as it was)."""
+
+    calls: list = []
+    repo_is_private = False
+
+    def __init__(self, token=None):
+        pass
+
+    def create_repo(self, repo_id, *, repo_type, private, exist_ok):
+        StubHub.calls.append(("create_repo", repo_id, private))
+        return f"https://huggingface.co/{repo_type}s/{repo_id}"
+
+    def repo_info(self, repo_id, *, repo_type):
+        StubHub.calls.append(("repo_info", repo_id))
+        return type("Info", (), {"private": StubHub.repo_is_private})()
+
+    def upload_folder(self, *, repo_id, folder_path, repo_type, ignore_patterns, commit_message):
+        StubHub.calls.append(("upload_folder", repo_id, tuple(ignore_patterns)))
+
+
+@pytest.fixture
+def stub_hub(monkeypatch):
+    StubHub.calls, StubHub.repo_is_private = [], False
+    monkeypatch.setattr(huggingface_hub, "HfApi", StubHub)
+    return StubHub
+
+
+def finished_folder(path, *, mimic=False):
+    path.mkdir(parents=True)
+    (path / "README.md").write_text(
+        "---\nlicense: cc0-1.0\ntags: [asclepius]\ndata_provenance: public\n---\n# data\n", encoding="utf-8"
+    )
+    if mimic:
+        hub.mark_mimic_derived(path)
+    return path
+
+
+def test_restricted_data_is_refused_when_the_existing_repo_is_public_despite_private(stub_hub, tmp_path):
+    folder = finished_folder(tmp_path / "mimic", mimic=True)
+    with pytest.raises(InputError, match="public on the Hub"):
+        push_folder(folder, "someone/mimic", private=True)
+    assert [call[0] for call in stub_hub.calls] == ["create_repo", "repo_info"]  # nothing uploaded
+    stub_hub.repo_is_private = True
+    push_folder(folder, "someone/mimic", private=True)
+    assert stub_hub.calls[-1][0] == "upload_folder"
+
+
+def test_restricted_data_is_refused_a_public_push_before_the_hub_is_asked(stub_hub, tmp_path):
+    folder = finished_folder(tmp_path / "mimic", mimic=True)
+    with pytest.raises(InputError, match="public repository"):
+        push_folder(folder, "someone/mimic", private=False)
+    unknown = finished_folder(tmp_path / "raw")
+    (unknown / "README.md").write_text("# not a card of ours\n", encoding="utf-8")
+    with pytest.raises(InputError, match="unknown"):
+        push_folder(unknown, "someone/raw", private=False)
+    assert stub_hub.calls == []
+
+
+def test_pickles_training_args_and_working_state_are_never_uploaded(stub_hub, tmp_path):
+    folder = finished_folder(tmp_path / "model")
+    push_folder(folder, "someone/model", repo_type="model", provenance=Provenance(PUBLIC, "test"))
+    patterns = stub_hub.calls[-1][2]
+    assert patterns == tuple(NEVER_UPLOADED)
+    for name in ("training_args.bin", "sub/training_args.bin", "state.pkl", ".asclepius/ledger.sqlite",
+                 "checkpoint-5/optimizer.pt"):  # fmt: skip
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name
+    assert not any(fnmatch.fnmatch("model.safetensors", pattern) for pattern in patterns)
+
+
+def test_a_file_holding_a_token_is_never_pushed(stub_hub, tmp_path):
+    folder = finished_folder(tmp_path / "model")
+    (folder / "notes.txt").write_text("login with hf_" + "a" * 30 + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match="notes.txt holds a token"):
+        push_folder(folder, "someone/model", repo_type="model", provenance=Provenance(PUBLIC, "test"))
+    assert stub_hub.calls == []
