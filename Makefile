@@ -156,8 +156,8 @@ check-recipes: $(STAMP)  ## parse every YAML under recipes/ into its config clas
 # --- demo ---
 DEMO_OUTPUT ?= outputs/demo
 .PHONY: demo bench
-demo: $(STAMP)  ## every stage end to end, offline, on the tiny model (outputs/demo; reruns resume)
-	$(PY) scripts/demo.py --output_dir $(DEMO_OUTPUT) $(ARGS)
+demo: smol-model  ## every stage end to end, offline, on SmolLM2-135M (outputs/demo; reruns resume)
+	$(PY) scripts/demo.py --output_dir $(DEMO_OUTPUT) --base_model $(SMOL_MODEL) $(ARGS)
 
 bench: $(STAMP)  ## run bench/*.py and rewrite the results table in BENCHMARKS.md
 	$(PY) bench/run_all.py $(ARGS)

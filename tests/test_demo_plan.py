@@ -1,0 +1,53 @@
+"""The demo's plan per profile: the smol profile runs SmolLM2 with the smol recipes, capped to fit 2 cores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from asclepius.demo import SMOL_DEFAULTS, DemoOptions, _side_by_side, plan
+
+
+def _flags(command: list[str]) -> dict[str, str]:
+    return {command[i][2:]: command[i + 1] for i in range(len(command) - 1) if command[i].startswith("--")}
+
+
+def test_smol_profile_uses_smol_recipes_teacher_folder_and_caps(tmp_path):
+    options = DemoOptions(output_dir=tmp_path, base_model=Path("/models/smol"))
+    steps = {step.name: step for step in plan(options, "http://127.0.0.1:1/v1")}
+    notes = _flags(steps["notes"].command)
+    assert notes["config"] == "recipes/smol/data.yaml"
+    assert notes["model"] == str(tmp_path / "teacher") and notes["limit"] == str(SMOL_DEFAULTS["limit"])
+    pretrain = _flags(steps["pretrain"].command)
+    assert pretrain["config"] == "recipes/smol/pretrain/config_full.yaml"
+    assert pretrain["model_name_or_path"] == "/models/smol"
+    assert pretrain["max_steps"] == str(SMOL_DEFAULTS["pretrain_max_steps"])
+    assert _flags(steps["sft"].command)["max_steps"] == str(SMOL_DEFAULTS["sft_max_steps"])
+    assert _flags(steps["generate-base"].command)["model"] == "/models/smol"
+    judge = _flags(steps["judge"].command)
+    assert judge["judge_model"] == str(tmp_path / "teacher") and judge["config"] == "recipes/smol/eval.yaml"
+
+
+def test_flags_override_the_smol_defaults_and_tiny_keeps_its_recipes(tmp_path):
+    options = DemoOptions(output_dir=tmp_path, limit=5, train_max_steps=1, eval_max_samples=2)
+    steps = {step.name: step for step in plan(options)}
+    assert _flags(steps["notes"].command)["limit"] == "5"
+    assert _flags(steps["sft"].command)["max_steps"] == "1"
+    assert _flags(steps["generate-sft"].command)["max_samples"] == "2"
+    tiny = {step.name: step for step in plan(DemoOptions(output_dir=tmp_path, model="tiny"))}
+    assert _flags(tiny["pretrain"].command)["config"] == "recipes/tiny/pretrain/config_full.yaml"
+    assert "max_steps" not in _flags(tiny["pretrain"].command)  # the tiny recipe's own length
+    assert _flags(tiny["notes"].command)["model"] == str(tmp_path / "tiny-model")
+
+
+def test_unknown_profile_is_refused():
+    with pytest.raises(ValueError, match="smol"):
+        DemoOptions(model="llama")
+
+
+def test_side_by_side_keeps_both_texts():
+    lines = _side_by_side("left text " * 10, "right words " * 10, ("case report", "note"), width=20, rows=3)
+    assert lines[0].startswith("  case report") and "| note" in lines[0]
+    assert all("|" in line for line in lines[2:]) and len(lines) == 5
+    assert "left text" in lines[2] and "right words" in lines[2]
