@@ -81,11 +81,16 @@ def is_local(base_url: str | None) -> bool:
 
 
 def read_api_key(args: EngineArguments) -> Secret:
-    """Read the key once, at the edge. A local server gets a placeholder when none is set."""
+    """Read the key once, at the edge. A local server gets a placeholder when none is set.
+
+    So does a run that only writes batch files or imports local batch results: it needs
+    no provider (a request that still has to be sent then fails as a 401, which a rerun
+    with the key retries).
+    """
     key = os.environ.get(args.api_key_env)
     if key:
         return Secret(key)
-    if is_local(args.base_url):
+    if is_local(args.base_url) or args.batch_write_only or args.batch_results:
         return Secret("EMPTY")
     where = redact_url(resolve_base_url(args))
     raise InputError(
