@@ -89,6 +89,9 @@ class PerplexityArguments:
         for name in ("models", "corpora", "output_dir"):
             if not getattr(self, name):
                 raise InputError(f"--{name}", "required")
+        for model in self.models:  # before any corpus is read or model loaded
+            if model.startswith((".", "/")) and not Path(model).is_dir():
+                raise InputError(model, "no such model folder")
 
     def named_corpora(self) -> dict[str, str]:
         """NAME -> path; a bare PATH is named after its folder or file."""
