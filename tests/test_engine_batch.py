@@ -317,3 +317,40 @@ def test_rounds_freeze_the_pool_per_round_and_replay_identically(tmp_path):
         again_seen, again = bootstrap(batch_engine(server.base_url, ledger, batch_round_size=3))
         assert again_seen == seen and all(r.from_ledger for r in again)
         assert [r.key for r in again] == [r.key for r in results] and len(server.billing) == 7
+
+
+def test_a_batch_cancelled_from_outside_resubmits_only_what_did_not_run(tmp_path):
+    import threading
+
+    with OpenAIServer(batch_requests_per_poll=4) as server:
+
+        def cancel_first_batch() -> None:  # the user cancels it in the provider's dashboard
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                running = [b for b in server.batch.batches.values() if b["request_counts"]["completed"] >= 4]
+                if running:
+                    server.batch.cancel(running[0]["id"])
+                    return
+                time.sleep(0.002)
+
+        canceller = threading.Thread(target=cancel_first_batch)
+        canceller.start()
+        engine = batch_engine(server.base_url, tmp_path / "ledger.sqlite", batch_poll_seconds=0.05)
+        results = run(engine, 20)
+        canceller.join()
+        first = min(server.batch.batches.values(), key=lambda b: b["id"])
+    assert first["status"] == "cancelled"
+    ran = first["request_counts"]["completed"]
+    assert 4 <= ran < 20 and engine.summary.batch_resubmitted == 20 - ran
+    assert all(r.ok for r in results) and len(server.billing) == 20 and not server.billing.double_billed()
+
+
+def test_written_files_partly_answered_elsewhere_are_not_submitted_as_they_are(tmp_path):
+    ledger = tmp_path / "ledger.sqlite"
+    with OpenAIServer() as server:
+        with pytest.raises(InputError):
+            run(batch_engine(server.base_url, ledger, batch_write_only=True), 10)
+        run(batch_engine(server.base_url, ledger, backend="sync"), 4)  # 4 of the 10 answered meanwhile
+        results = run(batch_engine(server.base_url, ledger), 10)
+        assert all(r.ok for r in results) and len(server.billing) == 10 and not server.billing.double_billed()
+        assert [len(b["_lines"]) for b in server.batch.batches.values()] == [6]

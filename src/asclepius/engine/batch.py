@@ -235,9 +235,15 @@ class BatchRun:
         mine: dict[str, Shard] = {}
         for shard in self.ledger.open_shards():
             keys = {key for key, _ in self.ledger.members(shard.shard)}
-            if keys & unsettled:
-                mine[shard.shard] = shard
-                assigned |= keys & unsettled
+            if not keys & unsettled:
+                continue
+            if shard.state in ("written", "uploading", "uploaded") and not keys <= unsettled:
+                # Not submitted, and some of it was answered meanwhile (imported results, an
+                # earlier round): submitting it would pay twice. Write the rest afresh.
+                self.ledger.update_shard(shard.shard, state="dropped")
+                continue
+            mine[shard.shard] = shard
+            assigned |= keys & unsettled
         loose = [key for key in pending if key not in assigned]
         while unsettled:
             if loose:
