@@ -64,7 +64,8 @@ clean:  ## remove outputs and caches (keeps .venv)
 # them, INPUT / OUTPUT override one stage's (--input / --output_dir). --base_url and
 # --model are passed only when BASE_URL / MODEL are set. e.g.
 #   make notes questions answers RECIPE=tiny BASE_URL=http://127.0.0.1:8000/v1
-#   make mimic INPUT=/secure/NOTEEVENTS.csv ARGS="--exclude_ids excluded.txt"
+#   make mimic INPUT=/secure/NOTEEVENTS.csv      (drops the original's 517 ROW_IDs, shipped with the package;
+#                                                  ARGS="--exclude_ids FILE" or "--exclude_ids none" to change)
 DATA_RECIPE = recipes/$(RECIPE)/data.yaml
 DATA_FLAGS = $(if $(BASE_URL),--base_url $(BASE_URL)) $(if $(MODEL),--model $(MODEL)) \
 	$(if $(INPUT),--input $(INPUT)) $(if $(OUTPUT),--output_dir $(OUTPUT)) $(ARGS)
@@ -80,7 +81,7 @@ questions: $(STAMP)  ## notes -> one task + question per note (teacher LLM)
 answers: $(STAMP)  ## questions -> answers, filters, train/test by patient (teacher LLM)
 	$(PY) scripts/make_answers.py --config $(DATA_RECIPE) $(DATA_FLAGS)
 
-mimic: $(STAMP)  ## MIMIC-III NOTEEVENTS.csv (INPUT=...) -> private notes folder with de-id tags
+mimic: $(STAMP)  ## MIMIC-III NOTEEVENTS.csv (INPUT=...) -> private notes folder with de-id tags, original exclusions
 	$(PY) scripts/prepare_mimic.py --config $(DATA_RECIPE) $(DATA_FLAGS)
 # --- end of data stages ---
 
@@ -115,6 +116,19 @@ evaluate: $(STAMP)  ## generate then judge: OUTPUT/answers, OUTPUT/report (judge
 
 serve-model: $(STAMP)  ## serve MODEL over the OpenAI API on 127.0.0.1:PORT (transformers serve)
 	$(VENV)/bin/transformers serve --host 127.0.0.1 --port $(PORT) --device $(DEVICE) $(MODEL)
+
+# The paper's comparison table: every model of recipes/asclepius-paper-eval answers (in its own
+# prompt format, the original decoding), then one judge (judge_style paper) grades them together.
+PAPER_EVAL ?= asclepius-7b asclepius-13b llama-7b pmc-llama-7b alpaca-7b chatdoctor-7b medalpaca-7b \
+	vicuna-7b clinical-camel-70b
+PAPER_EVAL_ROOT ?= outputs/paper-eval
+.PHONY: evaluate-paper
+evaluate-paper: $(STAMP)  ## the paper's baselines (PAPER_EVAL) answer, then one paper-style judge
+	@for m in $(PAPER_EVAL); do \
+		$(MAKE) generate RECIPE=asclepius-paper-eval/$$m OUTPUT=$(PAPER_EVAL_ROOT)/answers/$$m || exit 1; \
+	done
+	$(MAKE) judge RECIPE=asclepius-paper-eval/$(firstword $(PAPER_EVAL)) OUTPUT=$(PAPER_EVAL_ROOT)/report \
+		INPUT="$(addprefix $(PAPER_EVAL_ROOT)/answers/,$(PAPER_EVAL))" MODEL=$(JUDGE_MODEL) BASE_URL=$(JUDGE_BASE_URL)
 # --- end evaluation ---
 
 # --- training ---

@@ -247,8 +247,9 @@ class EvaluationArguments:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.judge_style == "paper":
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
             for name, value in PAPER_JUDGE_SETTINGS.items():
-                if getattr(self, name) != value:
+                if getattr(self, name) not in (value, defaults[name]):  # a value the user chose
                     logger.warning(
                         "judge_style paper pins %s=%s (%s given)", name, value, getattr(self, name)
                     )
