@@ -189,6 +189,14 @@ class EvaluationArguments:
             "again this many times in all, then recorded as missing (never as a score)."
         },
     )
+    judge_reply_format: str = field(
+        default="first_line",
+        metadata={
+            "help": "first_line (default: the first line must be N scores, parsed strictly) or json_schema: ask for "
+            "a JSON object the endpoint enforces (OpenAI structured outputs, vLLM guided decoding; `transformers "
+            "serve` rejects it); a reply that is not that JSON is read by the first-line parser."
+        },
+    )
     allowed_endpoints: list[str] | None = field(
         default=None, metadata={"help": ALLOWED_ENDPOINTS_HELP, "nargs": "+"}
     )
@@ -234,6 +242,7 @@ class EvaluationArguments:
             ("prompt_style", self.prompt_style, PROMPT_STYLE_CHOICES),
             ("decoding", self.decoding, DECODING_CHOICES),
             ("judge_style", self.judge_style, JUDGE_STYLES),
+            ("judge_reply_format", self.judge_reply_format, ("first_line", "json_schema")),
         ):
             if value not in choices:
                 raise ValueError(f"--{name} must be one of {', '.join(choices)}; got {value!r}")
