@@ -90,8 +90,9 @@ def main() -> None:
                     default_temperature=args.judge_temperature, default_max_tokens=args.judge_max_tokens,
                     description="judgements")  # fmt: skip
     plan = plan_judgements(
-        items, num_shuffles=args.num_shuffles, seed=args.shuffle_seed, style=args.judge_style
-    )
+        items, num_shuffles=args.num_shuffles, seed=args.shuffle_seed, style=args.judge_style,
+        reply_format=args.judge_reply_format,
+    )  # fmt: skip
     run = run_judge(engine, plan, max_parse_attempts=args.max_parse_attempts)
     if judge_args.dry_run:
         print(run.rounds[0]["dry_run_summary"] if run.rounds else "nothing to judge")
@@ -168,6 +169,7 @@ def judge_meta(args, judge_args, *, items: int, dropped: int, names: list[str], 
         "prompt_hash": JUDGE_PROMPT_HASH,
         "repair_prompt_hash": JUDGE_REPAIR_PROMPT_HASH,
         "max_parse_attempts": args.max_parse_attempts,
+        "judge_reply_format": args.judge_reply_format,
         "num_shuffles": args.num_shuffles,
         "shuffle_seed": args.shuffle_seed,
         "items": items,

@@ -255,3 +255,54 @@ def test_judge_arguments_override_the_endpoint_but_keep_pacing():
     )
     assert (judge.model, judge.base_url, judge.temperature, judge.max_tokens) == ("gpt-4o", None, 0.0, 1024)
     assert judge.max_concurrency == 3
+
+
+def test_structured_scores_parse_json_and_fall_back_to_the_first_line():
+    from asclepius.evaluation.judging import parse_structured_scores, score_schema
+
+    labels = ["A", "B", "C"]
+    assert parse_structured_scores('{"own_answer": "x", "A": 4, "B": 1, "C": 3}', labels) == [4, 1, 3]
+    assert parse_structured_scores('```json\n{"own_answer": "", "A": 2, "B": 2, "C": 2}\n```', labels) == [
+        2,
+        2,
+        2,
+    ]
+    assert (
+        parse_structured_scores('{"own_answer": "x", "A": 5, "B": 1, "C": 3}', labels) is None
+    )  # out of range
+    assert parse_structured_scores('{"own_answer": "x", "A": 4, "B": 1}', labels) is None  # a label missing
+    assert parse_structured_scores('{"A": true, "B": 1, "C": 1}', labels) is None
+    assert parse_structured_scores("4 1 3\nbecause", labels) == [4, 1, 3]  # endpoint ignored the schema
+    assert parse_structured_scores("Scores: 4 1 3", labels) is None  # the fallback is as strict as ever
+    schema = score_schema(labels)["json_schema"]["schema"]
+    assert schema["required"] == ["own_answer", *labels] and schema["additionalProperties"] is False
+
+
+def structured_scorer(body: dict) -> str:
+    """Scores only as the JSON the request's schema asks for; prose to anything else."""
+    schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
+    if not schema:
+        return "I would rather discuss the note in prose."
+    labels = [key for key in schema["properties"] if key != "own_answer"]
+    assert "JSON object" in body["messages"][-1]["content"]
+    scores = {label: 4 if text.startswith("GOLD") else 1 for label, text in zip(labels, candidates_in(body))}
+    return json.dumps({"own_answer": "the note says so", **scores})
+
+
+def test_json_schema_replies_are_requested_and_read(answer_folders, tmp_path):
+    folders = [load_answers_folder(p) for p in answer_folders[:2]]
+    items, names, _ = collect_items(folders)
+    with OpenAIServer(responder=structured_scorer) as server:
+        plan = plan_judgements(items, num_shuffles=1, seed=0, reply_format="json_schema")
+        run = run_judge(engine_for(server.base_url, tmp_path / "a.sqlite"), plan, max_parse_attempts=2)
+        assert all(j.scores is not None for j in run.judgements)
+        assert {j.scores_by_model()["gold"] for j in run.judgements} == {4}
+        # The default asks for the first line and sends no schema: this judge only writes prose then.
+        plain = plan_judgements(items, num_shuffles=1, seed=0)
+        run = run_judge(engine_for(server.base_url, tmp_path / "b.sqlite"), plain, max_parse_attempts=1)
+        assert all(j.scores is None and j.missing_reason == "unparseable" for j in run.judgements)
+    # An endpoint that ignores response_format and answers on the first line is still read.
+    with OpenAIServer(responder=gold_scorer) as server:
+        plan = plan_judgements(items, num_shuffles=1, seed=0, reply_format="json_schema")
+        run = run_judge(engine_for(server.base_url, tmp_path / "c.sqlite"), plan, max_parse_attempts=1)
+        assert {j.scores_by_model()["gold"] for j in run.judgements} == {4}

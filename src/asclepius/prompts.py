@@ -295,5 +295,14 @@ QUESTION_PROMPT_HASH = prompt_hash(QUESTION_SYSTEM_PROMPT, QUESTION_PROMPT)
 ANSWER_PROMPT_HASH = prompt_hash(ANSWER_SYSTEM_PROMPT, ANSWER_PROMPT)
 JUDGE_PROMPT_HASH = prompt_hash(JUDGE_SYSTEM_PROMPT, JUDGE_PROMPT, JUDGE_CANDIDATE)
 JUDGE_PAPER_PROMPT_HASH = prompt_hash(JUDGE_SYSTEM_PROMPT, JUDGE_PAPER_PROMPT, JUDGE_CANDIDATE)
+
+# --judge_reply_format json_schema: the same judging, the scores returned as a JSON object whose
+# shape the endpoint enforces (OpenAI structured outputs, vLLM guided decoding). Appended to the
+# last user turn, so these requests never share a ledger key with first-line ones.
+JUDGE_JSON_INSTRUCTION = (
+    'Reply with one JSON object and nothing else: "own_answer" holds your own answer, then one key per '
+    "candidate ({labels}) holds its score, an integer from 1 to 4."
+)
+JUDGE_JSON_INSTRUCTION_HASH = prompt_hash(JUDGE_JSON_INSTRUCTION)
 INFERENCE_PROMPT_HASH = prompt_hash(INFERENCE_PROMPT)
 PROMPT_FORMAT_HASHES = {name: prompt_hash(template) for name, template in PROMPT_FORMATS.items()}

@@ -140,12 +140,18 @@ def _status_error(error: openai.APIStatusError) -> CallError:
 
 
 async def complete(
-    client: openai.AsyncOpenAI, model: str, messages: list[dict], temperature: float, max_tokens: int
+    client: openai.AsyncOpenAI,
+    model: str,
+    messages: list[dict],
+    temperature: float,
+    max_tokens: int,
+    response_format: dict | None = None,
 ) -> Answer:
     """One chat completion attempt; raises CallError on anything but a usable body."""
+    extra = {"response_format": response_format} if response_format else {}
     try:
         completion = await client.chat.completions.create(
-            model=model, messages=messages, temperature=temperature, max_tokens=max_tokens
+            model=model, messages=messages, temperature=temperature, max_tokens=max_tokens, **extra
         )
     except openai.APIStatusError as error:
         raise _status_error(error) from None

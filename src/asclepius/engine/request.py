@@ -24,6 +24,9 @@ class Request:
     # sampling parameters) is reused even when the messages differ (prompts built from a
     # pool that grows in completion order).
     resume_key: str | None = None
+    # Sent as is (structured outputs). NOT part of the key: a caller that sets it must also change
+    # the messages (the judge appends its JSON instruction), so a plain reply is never reused for it.
+    response_format: dict | None = None
 
 
 @dataclass

@@ -414,7 +414,14 @@ class _Run:
             summary.calls += 1
             summary.retried += attempt > 1
             try:
-                answer = await complete(self.client, args.model, request.messages, temperature, max_tokens)
+                answer = await complete(
+                    self.client,
+                    args.model,
+                    request.messages,
+                    temperature,
+                    max_tokens,
+                    request.response_format,
+                )
             except CallError as error:
                 reason = secret.scrub(error.reason)
                 if not error.retryable:

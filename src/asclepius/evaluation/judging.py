@@ -51,6 +51,65 @@ def parse_scores(reply: str | None, num_candidates: int) -> list[int] | None:
     return scores if len(scores) == num_candidates else None
 
 
+# --- structured replies (--judge_reply_format json_schema) ---------------------------------
+REPLY_FORMATS = ("first_line", "json_schema")
+
+
+def score_schema(labels: Sequence[str]) -> dict[str, Any]:
+    """OpenAI ``response_format``: an object with the judge's own answer and one 1-4 score per label.
+
+    One key per label (not an array) fixes the number of scores in a form both OpenAI's strict
+    structured outputs and vLLM's guided decoding enforce.
+    """
+    properties: dict[str, Any] = {"own_answer": {"type": "string"}}
+    properties.update({label: {"type": "integer", "enum": [1, 2, 3, 4]} for label in labels})
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "judge_scores",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": properties,
+                "required": list(properties),
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+def structured_messages(messages: list[dict[str, str]], labels: Sequence[str]) -> list[dict[str, str]]:
+    """The messages with the JSON reply instruction added to the last user turn."""
+    messages = [dict(message) for message in messages]
+    last = max(i for i, message in enumerate(messages) if message["role"] == "user")
+    instruction = prompts.JUDGE_JSON_INSTRUCTION.format(labels=", ".join(labels))
+    messages[last]["content"] = f"{messages[last]['content']}\n\n{instruction}"
+    return messages
+
+
+def parse_structured_scores(reply: str | None, labels: Sequence[str]) -> list[int] | None:
+    """Scores from the JSON object (one integer 1-4 per label); else the strict first-line parser.
+
+    The fallback keeps a judge whose endpoint ignored ``response_format`` readable under the
+    same strict rule as the default format.
+    """
+    import json
+
+    text = (reply or "").strip()
+    if text.startswith("```"):  # a fenced block: the object inside
+        text = text.strip("`").removeprefix("json").strip()
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        return parse_scores(reply, len(labels))
+    if not isinstance(value, dict):
+        return None
+    scores = [value.get(label) for label in labels]
+    if all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 4 for s in scores):
+        return scores
+    return None
+
+
 @dataclass
 class Item:
     """One (note, question) every candidate answered."""
@@ -77,6 +136,7 @@ class Judgement:
     missing_reason: str | None = None  # "unparseable", "api: http 400", ... when scores is None
     usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
     style: str = "ours"  # judge_style: the prompt's instructions (prompts.JUDGE_STYLES)
+    reply_format: str = "first_line"  # or json_schema: scores as an enforced JSON object (REPLY_FORMATS)
 
     @property
     def labels(self) -> list[str]:
@@ -94,6 +154,20 @@ class Judgement:
             messages.append({"role": "assistant", "content": last})
         messages.append(prompts.judge_repair_message(len(self.order), attempt, max_attempts))
         return messages
+
+    def request_fields(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        """``messages`` (and ``response_format``) of the engine Request in this judgement's reply format."""
+        if self.reply_format == "first_line":
+            return {"messages": messages}
+        return {
+            "messages": structured_messages(messages, self.labels),
+            "response_format": score_schema(self.labels),
+        }
+
+    def read_scores(self, reply: str) -> list[int] | None:
+        if self.reply_format == "first_line":
+            return parse_scores(reply, len(self.order))
+        return parse_structured_scores(reply, self.labels)
 
     def scores_by_model(self) -> dict[str, int | None]:
         if self.scores is None:
@@ -169,7 +243,12 @@ def candidate_order(item: Item, shuffle: int, seed: int) -> list[str]:
 
 
 def plan_judgements(
-    items: Sequence[Item], *, num_shuffles: int, seed: int, style: str = "ours"
+    items: Sequence[Item],
+    *,
+    num_shuffles: int,
+    seed: int,
+    style: str = "ours",
+    reply_format: str = "first_line",
 ) -> list[Judgement]:
     """One judgement per (item, shuffle) with at least one answer to grade."""
     plan = []
@@ -177,7 +256,9 @@ def plan_judgements(
         for shuffle in range(num_shuffles):
             order = candidate_order(item, shuffle, seed)
             if order:
-                plan.append(Judgement(item=item, shuffle=shuffle, order=order, style=style))
+                plan.append(
+                    Judgement(item=item, shuffle=shuffle, order=order, style=style, reply_format=reply_format)
+                )
     return plan
 
 
@@ -206,14 +287,14 @@ def run_judge(engine, judgements: Sequence[Judgement], *, max_parse_attempts: in
                     if attempt == 1
                     else judgement.repair_messages(attempt, max_parse_attempts)
                 )
-                yield Request(messages=messages, metadata={"index": index})
+                yield Request(metadata={"index": index}, **judgement.request_fields(messages))
 
         def on_result(result, batch=pending, retry=retry, counts=counts, attempt=attempt) -> None:
             judgement = batch[result.request.metadata["index"]]
             for name in ("prompt_tokens", "completion_tokens"):
                 judgement.usage[name] += int(result.usage.get(name) or 0)
             judgement.replies.append(result.content)
-            scores = parse_scores(result.content, len(judgement.order)) if result.content else None
+            scores = judgement.read_scores(result.content) if result.content else None
             if scores is not None:  # a readable first line counts, even from a reply cut at max_tokens
                 judgement.scores, judgement.missing_reason = scores, None
                 counts["parsed"] += 1
