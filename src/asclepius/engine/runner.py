@@ -97,6 +97,7 @@ class Engine:
         self._api_key: Secret | None = None if args.dry_run else read_api_key(args)
         self._client = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._imported = False
         # Retry backoff for 5xx/timeouts: base * 2**(attempt-1), capped, half of it jittered.
         self.backoff_base, self.backoff_cap = 0.5, 30.0
 
@@ -206,10 +207,11 @@ class Engine:
         if self.args.dry_run:
             self._dry_run(requests)
             return
-        if self.args.batch_results:
+        if self.args.batch_results and not self._imported:  # once per engine, not per stream()
             from asclepius.engine.batch import import_results
 
             import_results(self, self.args.batch_results)
+            self._imported = True
         if self.args.batch:
             from asclepius.engine.batch import BatchRun
 
