@@ -52,9 +52,10 @@ _UNFINISHED_CODES = {"batch_expired", "batch_cancelled"}
 
 @dataclass
 class _Pending:
+    key: str
     request: Request
     resume_key: str | None
-    line: bytes  # the JSONL line, newline included
+    size: int  # bytes of its JSONL line (the line itself is rebuilt when a file is written)
     tokens: int  # enqueued-token estimate
     worst: float  # USD at batch price if max_tokens were used
 
@@ -214,17 +215,20 @@ class BatchRun:
                 continue
             order.append((request, key, key in pending))
             if key not in pending:
-                line = (json.dumps(request_line(engine, request, key), ensure_ascii=False) + "\n").encode()
+                size = len(self.line(request, key))
                 tokens = estimate_prompt_tokens(request.messages) + engine.sampling(request)[1]
                 worst = self.args.estimate_cost(
                     estimate_prompt_tokens(request.messages), engine.sampling(request)[1], batch=True
                 )
-                pending[key] = _Pending(request, engine.resume_key(request), line, tokens, worst or 0.0)
+                pending[key] = _Pending(key, request, engine.resume_key(request), size, tokens, worst or 0.0)
         summary.batch_rounds.append(len(pending))
         summary.sent += len(pending)
         if pending:
             await self.settle(pending, entries)
         return [engine.to_result(request, entries[key], from_ledger=served) for request, key, served in order]
+
+    def line(self, request: Request, key: str) -> bytes:
+        return (json.dumps(request_line(self.engine, request, key), ensure_ascii=False) + "\n").encode()
 
     # --- the API side: shards until every pending key has an entry -----------------------
     async def settle(self, pending: dict[str, _Pending], entries: dict[str, Entry]) -> None:
@@ -305,18 +309,18 @@ class BatchRun:
 
         for item in items:
             too_many = len(current) >= args.batch_max_requests
-            too_big = size + len(item.line) > args.batch_max_bytes
+            too_big = size + item.size > args.batch_max_bytes
             limit = args.batch_max_enqueued_tokens
             too_long = limit is not None and tokens + item.tokens > limit
             if current and (too_many or too_big or too_long):
                 flush()
             current.append(item)
-            size, tokens = size + len(item.line), tokens + item.tokens
+            size, tokens = size + item.size, tokens + item.tokens
         flush()
         return shards
 
     def record_shard(self, items: list[_Pending]) -> Shard:
-        content = b"".join(item.line for item in items)
+        content = b"".join(self.line(item.request, item.key) for item in items)
         # Content hash + a nonce: resubmitting the same requests makes a new shard, never reuses a collected one.
         shard_id = f"{hashlib.sha256(content).hexdigest()[:24]}-{random.randrange(1 << 32):08x}"
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -337,7 +341,7 @@ class BatchRun:
             sum(item.worst for item in items),
             len(self.summary.batch_rounds),
         )
-        members = [(json.loads(item.line)["custom_id"], item.resume_key) for item in items]
+        members = [(item.key, item.resume_key) for item in items]
         self.ledger.add_shard(shard, members)
         return shard
 

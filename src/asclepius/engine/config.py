@@ -108,11 +108,12 @@ class EngineArguments:
         },
     )
     batch_round_size: int | None = field(
-        default=None,
+        default=BATCH_MAX_REQUESTS,
         metadata={
             "help": "Batch backend: requests per round; a round is submitted, waited for and its results "
             "handed to the stage before the next round's prompts are built (the question pool is frozen "
-            "within a round). None = one round."
+            "within a round). Bounds memory: a round's requests are held until its results are in. "
+            "None = everything in one round."
         },
     )
     batch_poll_seconds: float = field(
