@@ -26,10 +26,10 @@ from asclepius.evaluation.config import RECIPE_CLASSES
 from asclepius.evaluation.decontamination import check_contamination
 from asclepius.evaluation.folders import load_answers_folder
 from asclepius.evaluation.judging import (
-    JUDGE_PROMPT_HASH,
     JUDGE_REPAIR_PROMPT_HASH,
     REFERENCE_NAME,
     collect_items,
+    judge_prompt_hash,
     judgement_rows,
     plan_judgements,
     run_judge,
@@ -166,7 +166,8 @@ def judge_meta(args, judge_args, *, items: int, dropped: int, names: list[str], 
         "judge_base_url": redact_url(resolve_base_url(judge_args)),
         "judge_temperature": args.judge_temperature,
         "judge_max_tokens": args.judge_max_tokens,
-        "prompt_hash": JUDGE_PROMPT_HASH,
+        "judge_style": args.judge_style,
+        "prompt_hash": judge_prompt_hash(args.judge_style),
         "repair_prompt_hash": JUDGE_REPAIR_PROMPT_HASH,
         "max_parse_attempts": args.max_parse_attempts,
         "judge_reply_format": args.judge_reply_format,

@@ -15,6 +15,7 @@ from asclepius.evaluation.judging import (
     run_judge,
     score_rows,
 )
+from asclepius.evaluation.report import build_results, render_markdown
 from asclepius.testing.openai_server import OpenAIServer
 
 
@@ -63,3 +64,34 @@ def test_unreadable_reply_scores_zero_for_every_model_beside_our_missing(answer_
     # The paper's rule: half the items at 0. Ours: those items are missing, the rest keep their scores.
     assert means["gold"] == {"paper_mean": 2.0, "judged": NUM_ITEMS, "zeroed": NUM_ITEMS // 2}
     assert means["bad1"]["paper_mean"] == 1.0
+    # The report shows them beside our missing-aware means (which leave those items out).
+    results = build_results(rows, items, ["gold", "bad1"], bootstrap_samples=50, bootstrap_seed=0)
+    assert results["paper_style"] == means and results["models"]["gold"]["mean_score"] == 4.0
+    meta = {"judge_model": "j", "prompt_hash": "h", "judge_temperature": 0.0, "items": len(items),
+            "num_shuffles": 1, "shuffle_seed": 0}  # fmt: skip
+    assert "| gold | 2.000 | 8 | 4 |" in render_markdown(results, meta)
+
+
+def test_judge_script_in_paper_style_records_it_and_reports_both(answer_folders, tmp_path, monkeypatch):  # noqa: F811
+    import json
+    import runpy
+    import sys
+
+    from test_evaluation_judge import ROOT
+
+    output = tmp_path / "report"
+    with OpenAIServer(responder=odd_items_unreadable) as server:
+        argv = ["judge.py", "--inputs", *answer_folders[:2], "--output_dir", str(output),
+                "--judge_base_url", server.base_url, "--judge_model", "gpt-4-0314", "--judge_style", "paper",
+                "--bootstrap_samples", "50", "--show_progress", "false", "--update_model_cards", "false"]  # fmt: skip
+        monkeypatch.setattr(sys, "argv", argv)
+        runpy.run_path(str(ROOT / "scripts" / "judge.py"), run_name="__main__")
+        assert len(server.billing) == NUM_ITEMS  # one try per item
+    results = json.loads((output / "results.json").read_text())
+    meta = results["meta"]
+    assert meta["judge_style"] == "paper" and meta["prompt_hash"] == prompts.JUDGE_PAPER_PROMPT_HASH
+    assert (meta["judge_temperature"], meta["judge_max_tokens"], meta["max_parse_attempts"]) == (0.0, 2048, 1)
+    assert (
+        results["paper_style"]["gold"]["paper_mean"] == 2.0 and results["models"]["gold"]["mean_score"] == 4.0
+    )
+    assert "### The paper's scoring rule" in (output / "report.md").read_text()

@@ -382,6 +382,11 @@ def judgement_rows(judgements: Sequence[Judgement], *, seed: int) -> list[dict[s
 
 
 # --- the paper's scoring rule, reported beside ours (judge_style paper) ---------------------
+def judge_prompt_hash(style: str) -> str:
+    """The version of the judge prompt a style sends (recorded with the results)."""
+    return prompts.JUDGE_PAPER_PROMPT_HASH if style == "paper" else JUDGE_PROMPT_HASH
+
+
 # The original recorded 0 for every model of an item whose judge reply it could not read.
 # Our statistics treat such items as missing instead; this column and these means let a
 # user compare with the paper's numbers like for like.

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from asclepius.evaluation import statistics
-from asclepius.evaluation.judging import SCORE_NAMES, Item
+from asclepius.evaluation.judging import SCORE_NAMES, Item, paper_style_means
 from asclepius.hub import atomic_write_text
 
 
@@ -47,7 +47,14 @@ def build_results(
                 bootstrap_samples=bootstrap_samples,
                 bootstrap_seed=bootstrap_seed,
             )
+    results["paper_style"] = paper_style_results(score_rows)
     return results
+
+
+def paper_style_results(score_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The paper's rule beside ours: per model, the mean with 0 for every unreadable judgement."""
+    judged = [row for row in score_rows if "paper_score" in row]
+    return paper_style_means(judged) if judged else {}
 
 
 def _results_of(frame, items, models, *, bootstrap_samples: int, bootstrap_seed: int) -> dict[str, Any]:
@@ -248,6 +255,7 @@ def render_markdown(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
             f"Across shuffles, {_fmt(bias['shuffle_agreement'])} of {bias['pairs_compared']} (item, model) pairs got "
             f"the same score in every order (mean |difference| {_fmt(bias['mean_abs_difference'])})."
         )
+    lines += _paper_style_table(results)
     decon = meta.get("decontamination")
     lines += ["", "### Decontamination", ""]
     if decon:
@@ -266,6 +274,27 @@ def render_markdown(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
     if meta.get("plots"):
         lines += ["", "### Plots", ""] + [f"![{Path(p).stem}](plots/{Path(p).name})" for p in meta["plots"]]
     return "\n".join(lines) + "\n"
+
+
+def _paper_style_table(results: Mapping[str, Any]) -> list[str]:
+    """Means under the paper's rule (an unreadable judge reply scores 0 for every model of the item)."""
+    paper = results.get("paper_style") or {}
+    if not paper:
+        return []
+    lines = [
+        "",
+        "### The paper's scoring rule",
+        "",
+        "For comparison with the published numbers: the mean over judged answers when an unreadable judge reply "
+        "scores 0 for every model of its item, as the original evaluation did (above, such judgements are "
+        "missing instead).",
+        "",
+        "| model | paper-style mean | judged | scored 0 (unreadable) |",
+        "|---|---|---|---|",
+    ]
+    for model, m in paper.items():
+        lines.append(f"| {model} | {_fmt(m['paper_mean'])} | {m['judged']} | {m['zeroed']} |")
+    return lines
 
 
 def _model_table(results: Mapping[str, Any]) -> list[str]:
