@@ -129,6 +129,35 @@ evaluate-paper: $(STAMP)  ## the paper's baselines (PAPER_EVAL) answer, then one
 	done
 	$(MAKE) judge RECIPE=asclepius-paper-eval/$(firstword $(PAPER_EVAL)) OUTPUT=$(PAPER_EVAL_ROOT)/report \
 		INPUT="$(addprefix $(PAPER_EVAL_ROOT)/answers/,$(PAPER_EVAL))" MODEL=$(JUDGE_MODEL) BASE_URL=$(JUDGE_BASE_URL)
+# --- real notes: any corpus as a notes folder, the perplexity analysis, clinician ratings ---
+# prepare-notes: a note corpus INPUT (file, folder or Hub id) -> notes folder OUTPUT; ARGS states the rest, e.g.
+#   make prepare-notes INPUT=/secure/notes.csv OUTPUT=outputs/hospital-x/notes \
+#       ARGS="--text_column text --source hospital-x --source_license other --source_restricted true"
+# perplexity:    MODELS (space-separated) score CORPORA (NAME=PATH, space-separated) into OUTPUT.
+# expert-export: blinded packets for RATERS raters and ITEMS items from the answers folders INPUT into OUTPUT.
+# expert-import: the filled RATINGS files beside the judge's folder JUDGEMENTS, into OUTPUT.
+MODELS ?=
+CORPORA ?=
+RATERS ?= 2
+ITEMS ?= 20
+RATINGS ?=
+JUDGEMENTS ?=
+.PHONY: prepare-notes perplexity expert-export expert-import
+prepare-notes: $(STAMP)  ## a note corpus INPUT -> notes folder OUTPUT (ARGS: --text_column, --source, licence, restriction)
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make prepare-notes INPUT=corpus OUTPUT=folder ARGS=..."; exit 2; }
+	$(PY) scripts/prepare_notes.py --input $(INPUT) --output_dir $(OUTPUT) $(ARGS)
+
+perplexity: $(STAMP)  ## MODELS score CORPORA (NAME=PATH): the paper's perplexity table in OUTPUT
+	@test -n "$(MODELS)" -a -n "$(CORPORA)" || { echo "usage: make perplexity MODELS='m1 m2' CORPORA='real=dir synthetic=dir'"; exit 2; }
+	$(PY) scripts/perplexity.py --models $(MODELS) --corpora $(CORPORA) --output_dir $(or $(OUTPUT),outputs/perplexity) $(ARGS)
+
+expert-export: $(STAMP)  ## blinded rating packets (RATERS, ITEMS) from answers folders INPUT into OUTPUT
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make expert-export INPUT='answers1 answers2' OUTPUT=folder"; exit 2; }
+	$(PY) scripts/expert_eval.py export --inputs $(INPUT) --output_dir $(OUTPUT) --raters $(RATERS) --items $(ITEMS) $(ARGS)
+
+expert-import: $(STAMP)  ## filled RATINGS beside the judge's JUDGEMENTS: human means and agreement in OUTPUT
+	@test -n "$(RATINGS)" -a -n "$(JUDGEMENTS)" -a -n "$(OUTPUT)" || { echo "usage: make expert-import RATINGS='r1.csv r2.csv' JUDGEMENTS=report OUTPUT=folder"; exit 2; }
+	$(PY) scripts/expert_eval.py import --ratings $(RATINGS) --judgements $(JUDGEMENTS) --output_dir $(OUTPUT) $(ARGS)
 # --- end evaluation ---
 
 # --- training ---
