@@ -39,6 +39,10 @@ class InputError(ValueError):
 def reading(source: str | os.PathLike | None) -> Iterator[None]:
     """Whatever goes wrong while reading ``source`` (bad bytes, a broken line, a corrupt parquet)
     becomes one ``InputError`` naming it and the root cause, instead of a library traceback."""
+    # datasets logs a failed read at ERROR (twice, through its handler and the root's) before
+    # raising; the one line below says it all, so its logger is quiet for the read.
+    library = logging.getLogger("datasets")
+    level, library.level = library.level, logging.CRITICAL
     try:
         yield
     except (InputError, KeyboardInterrupt, MemoryError):
@@ -49,6 +53,8 @@ def reading(source: str | os.PathLike | None) -> Iterator[None]:
             root = root.__cause__ or root.__context__
         detail = " ".join(str(root).split())[:300]
         raise InputError(source, f"cannot be read ({type(root).__name__}: {detail})") from error
+    finally:
+        library.setLevel(level)
 
 
 def setup_logging(level: int = logging.INFO) -> None:

@@ -12,6 +12,7 @@ a lock whose holder is gone (same host, pid not alive) is taken over.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -124,6 +125,10 @@ class FolderLock:
     def release(self) -> None:
         if self.held and self.holder().get("pid") == os.getpid():
             self.path.unlink(missing_ok=True)
+            # A run refused before any work leaves no folder behind (rmdir only removes empty ones).
+            for folder in (self.path.parent, self.folder):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         self.held = False
 
 
