@@ -42,7 +42,8 @@ def reading(source: str | os.PathLike | None) -> Iterator[None]:
     # datasets logs a failed read at ERROR (twice, through its handler and the root's) before
     # raising; the one line below says it all, so its logger is quiet for the read.
     library = logging.getLogger("datasets")
-    level, library.level = library.level, logging.CRITICAL
+    level = library.level
+    library.setLevel(logging.CRITICAL)
     try:
         yield
     except (InputError, KeyboardInterrupt, MemoryError):
