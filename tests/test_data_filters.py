@@ -64,7 +64,9 @@ def test_the_extra_phrases_are_a_data_recipe_option():
 
     assert DataArguments().self_reference_extra == list(filters.EXTRA_SELF_REFERENCE_PHRASES)
     assert DataArguments(self_reference_extra=[]).self_reference_extra == []
-    assert DataArguments(self_reference_extra=["none"]).self_reference_extra == []  # --self_reference_extra none
+    assert (
+        DataArguments(self_reference_extra=["none"]).self_reference_extra == []
+    )  # --self_reference_extra none
 
 
 @pytest.mark.parametrize(
@@ -132,3 +134,26 @@ def test_thousands_separators_do_not_split_numbers():
 
 def test_list_markers_are_not_values():
     assert filters.ungrounded_values("1. aspirin\n2. metoprolol\n12. troponin", NOTE) == []
+
+
+def test_the_answer_stage_counts_original_and_extra_self_reference_apart():
+    from datasets import Dataset
+
+    from asclepius.data.answers import AnswerGeneration
+    from asclepius.engine.request import Request, Result
+
+    questions = Dataset.from_dict({"patient_id": [1, 2, 3], "note": ["Aspirin given."] * 3,
+                                   "question": ["What drug?"] * 3, "task": ["Question Answering"] * 3})  # fmt: skip
+    replies = ["As an AI language model, aspirin.", "As an AI, I would say aspirin.", "Aspirin."]
+
+    def drops(**options):
+        stage = AnswerGeneration(questions, teacher_model="t", **options)
+        for request, reply in zip(stage.requests(), replies):
+            stage.on_result(Result(request=request, key="k", ok=True, content=reply, finish_reason="stop",
+                                   usage={}, error=None, attempts=1, from_ledger=False))  # fmt: skip
+        return dict(stage.drops)
+
+    assert isinstance(next(AnswerGeneration(questions, teacher_model="t").requests()), Request)
+    assert drops() == {filters.SELF_REFERENCE: 1, filters.SELF_REFERENCE_EXTRA: 1}
+    # Without our extras, the row counts are the original's: only its phrases drop a row.
+    assert drops(extra_self_reference_phrases=()) == {filters.SELF_REFERENCE: 1}

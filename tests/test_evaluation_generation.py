@@ -252,3 +252,13 @@ def test_endpoint_prompts_are_cut_in_the_note_by_the_engine_estimate():
     assert log.prompts_cut == 1
     with pytest.raises(InputError, match="template and question alone exceed"):
         fit_api_messages("medalpaca", note, question, 20, log)
+
+
+def test_a_model_in_a_subfolder_loads_like_chatdoctor(tiny_model_path, tmp_path):
+    repo = tmp_path / "chatdoctor-like"
+    shutil.copytree(tiny_model_path, repo / "result")  # weights and tokenizer under result/, as ChatDoctor's
+    generator = LocalGenerator(
+        str(repo), subfolder="result", prompt_style="alpaca", decoding=greedy(3), device="cpu"
+    )
+    assert generator.prompt("N", "Q").endswith("### Input:\nN\n\n### Response:")
+    assert isinstance(generator.answer("N", "Q"), str)
