@@ -354,3 +354,19 @@ def test_written_files_partly_answered_elsewhere_are_not_submitted_as_they_are(t
         results = run(batch_engine(server.base_url, ledger), 10)
         assert all(r.ok for r in results) and len(server.billing) == 10 and not server.billing.double_billed()
         assert [len(b["_lines"]) for b in server.batch.batches.values()] == [6]
+
+
+def test_judge_replies_in_json_schema_go_through_batches(tmp_path):
+    """Structured-output requests carry their response_format into the batch file, like sync calls."""
+    schema = {"type": "json_schema", "json_schema": {"name": "scores", "schema": {"type": "object"}}}
+    seen: list = []
+
+    def responder(body: dict) -> str:
+        seen.append(body.get("response_format"))
+        return '{"A": 4}'
+
+    with OpenAIServer(responder=responder) as server:
+        request = Request([{"role": "user", "content": "score this"}], response_format=schema)
+        results: list = []
+        run_requests(batch_engine(server.base_url, tmp_path / "ledger.sqlite"), [request], results.append)
+    assert seen == [schema] and results[0].content == '{"A": 4}'

@@ -160,3 +160,45 @@ def test_every_llm_stage_takes_backend_batch():
     assert args.judge_engine_arguments(engine_args).batch and args.engine_arguments(engine_args).batch
     args, engine_args = TrlParser(EVALUATION_CLASSES).parse_args_and_config(["--backend", "openai"])
     assert not args.judge_engine_arguments(engine_args).batch
+
+
+def judge_and_answer(body: dict) -> str:
+    """Answers for generate; for the judge, 4 for cand-a's answers and 2 for the others."""
+    import re
+
+    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    answers = re.findall(r"\[Answer ([A-Z]) Begin\]\n(.*?)\n\[Answer \1 End\]", user, re.S)
+    if not answers:
+        return f"{body['model']} says: " + reply(body)
+    return " ".join("4" if text.startswith("cand-a") else "2" for _, text in answers) + "\nreasons"
+
+
+def test_judge_batch_report_equals_sync_report(tmp_path):
+    import json
+
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env.pop("OPENAI_API_KEY", None)
+
+    def script(name: str, *flags: str) -> None:
+        command = [sys.executable, str(ROOT / "scripts" / name), "--config", "recipes/tiny/eval.yaml",
+                   "--show_progress", "false", "--batch_poll_seconds", "0.05", *flags]  # fmt: skip
+        process = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert process.returncode == 0, process.stderr[-3000:]
+
+    with OpenAIServer(responder=judge_and_answer) as server:
+        folders = []
+        for model in ("cand-a", "cand-b"):
+            folders.append(str(tmp_path / model))
+            script("generate.py", "--backend", "openai", "--base_url", server.base_url, "--model", model,
+                   "--max_samples", "4", "--output_dir", folders[-1])  # fmt: skip
+        reports = {}
+        for backend in ("openai", "batch"):
+            start = len(server.billing)
+            script("judge.py", "--backend", backend, "--inputs", *folders, "--judge_base_url", server.base_url,
+                   "--judge_model", "judge", "--output_dir", str(tmp_path / backend), "--train_dataset", "",
+                   "--include_reference", "false", "--bootstrap_samples", "50")  # fmt: skip
+            records = server.billing.records()[start:]
+            assert records and all(bool(r.get("batch")) == (backend == "batch") for r in records)
+            reports[backend] = json.loads((tmp_path / backend / "results.json").read_text())["models"]
+    assert reports["batch"] == reports["openai"]
+    assert reports["batch"]["cand-a"]["mean_score"] == 4.0

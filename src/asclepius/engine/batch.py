@@ -74,6 +74,8 @@ def request_line(engine, request: Request, key: str) -> dict[str, Any]:
         "temperature": temperature,
         "max_tokens": max_tokens,
     }
+    if getattr(request, "response_format", None):
+        body["response_format"] = request.response_format
     return {"custom_id": key, "method": "POST", "url": url, "body": body}
 
 
