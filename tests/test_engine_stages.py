@@ -202,3 +202,45 @@ def test_judge_batch_report_equals_sync_report(tmp_path):
             reports[backend] = json.loads((tmp_path / backend / "results.json").read_text())["models"]
     assert reports["batch"] == reports["openai"]
     assert reports["batch"]["cand-a"]["mean_score"] == 4.0
+
+
+def test_make_notes_batch_survives_expiry_errors_oversized_files_and_kill_9(tmp_path):
+    """Expiry (30% done), 5% errored rows, a file-size limit and a SIGKILL while polling, through the script."""
+    import signal
+    import time
+
+    options = dict(
+        responder=reply,
+        batch_expire_batches=1,
+        batch_expire_fraction=0.3,
+        batch_error_rate=0.05,
+        batch_file_size_limit=12_000,
+        batch_requests_per_poll=2,
+        seed=5,
+    )
+    with OpenAIServer(**options) as server:
+        scripts = Scripts(tmp_path, server)
+        flags = ["--backend", "batch", "--limit", "12", "--batch_poll_seconds", "0.2"]
+        command = [sys.executable, str(ROOT / "scripts" / "make_notes.py"), "--config", "recipes/tiny/data.yaml",
+                   "--base_url", server.base_url, "--model", "teacher-a", "--notes_dir", str(tmp_path / "notes"),
+                   "--show_progress", "false", *flags]  # fmt: skip
+        process = subprocess.Popen(command, cwd=ROOT, env=scripts.env, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while server.batch.calls["batches.retrieve"] < 3:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert process.returncode == -signal.SIGKILL, "finished before the kill"
+        creates = server.batch.calls["batches.create"]
+        result = scripts.ok("notes", *flags)
+        uploads = [f for f in server.batch.files.values() if f["purpose"] == "batch"]
+        statuses = [b["status"] for b in server.batch.batches.values()]
+    assert "expired" in statuses and max(f["bytes"] for f in uploads) <= 12_000
+    assert server.stats["batch 500"] >= 1 or "resubmitted" in result.stderr
+    assert (
+        len({r["hash"] for r in server.billing.records()}) == len(server.billing) >= 12
+    )  # each note paid once
+    notes = rows(tmp_path / "notes")
+    assert len({r["patient_id"] for r in notes}) == 12
+    assert creates >= 1 and (tmp_path / "notes" / "README.md").exists()
