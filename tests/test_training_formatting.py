@@ -189,3 +189,14 @@ def test_prompt_format_is_a_recipe_option_checked_at_parse_time():
     assert TrainScriptArguments(dataset_name="d", prompt_format="original").prompt_format == "original"
     with pytest.raises(ValueError, match="--prompt_format must be one of readme, original"):
         TrainScriptArguments(dataset_name="d", prompt_format="alpaca")
+
+
+def test_the_learning_signal_scores_answers_in_the_training_prompt_format(tokenizer):
+    from asclepius.prompts import render_training_prompt
+    from asclepius.training.metrics import answer_examples
+
+    note, question, answer = "\nPt w/ CP.\n", "What happened?\n", "\nChest pain.\n"
+    for prompt_format, completion in (("readme", answer), ("original", "Chest pain.")):
+        prompt = render_training_prompt(note, question, prompt_format)
+        [example] = answer_examples(tokenizer, [note], [question], [answer], prompt_format=prompt_format)
+        assert example["input_ids"] == tokenize_prompt_completion(tokenizer, prompt, completion)["input_ids"]

@@ -12,6 +12,7 @@ from asclepius import prompts
 from asclepius.evaluation.generation import Decoding, LocalGenerator
 from asclepius.evaluation.prompting import model_prompt_format
 from asclepius.hub import read_card_metadata
+from asclepius.training.metrics import read_metrics
 
 
 def test_sft_with_the_original_bytes_is_prompted_in_them(tiny_model_path, tmp_path, env):  # noqa: F811
@@ -20,10 +21,12 @@ def test_sft_with_the_original_bytes_is_prompted_in_them(tiny_model_path, tmp_pa
         script(
             "sft.py", "--config", SFT_RECIPE, "--model_name_or_path", tiny_model_path, "--output_dir", output_dir,
             "--max_steps", 1, "--per_device_train_batch_size", 2, "--save_strategy", "no",
-            "--learning_signal", "false", "--report_to", "none", "--prompt_format", "original",
+            "--max_eval_examples", 4, "--report_to", "none", "--prompt_format", "original",
         ),
         env,
     )  # fmt: skip
+    # The held-out answer loss is measured on the same (original) bytes the model trained on.
+    assert read_metrics(output_dir)["heldout_answer_loss_after"] > 0
     card = (output_dir / "README.md").read_text(encoding="utf-8")
     assert read_card_metadata(output_dir)["prompt_format"] == "original"
     assert "`prompt_format: original`" in card and prompts.PROMPT_FORMAT_HASHES["original"] in card

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from asclepius.hub import atomic_write_text, work_dir
-from asclepius.prompts import render_inference_prompt
+from asclepius.prompts import DEFAULT_PROMPT_FORMAT, render_training_prompt, training_completion
 from asclepius.training.formatting import tokenize_prompt_completion
 
 logger = logging.getLogger(__name__)
@@ -109,15 +109,18 @@ def answer_examples(
     questions: Sequence[str],
     answers: Sequence[str],
     max_length: int | None = None,
+    prompt_format: str = DEFAULT_PROMPT_FORMAT,
 ) -> list[dict[str, list[int]]]:
-    """Prompt + answer + EOS, labelled on the answer and EOS only, as instruction tuning sees them.
+    """Prompt + answer + EOS, labelled on the answer and EOS only, as instruction tuning sees them
+    (in the training's ``prompt_format``).
 
     Like training, a sequence keeps its first ``max_length`` tokens; a row whose answer
     falls entirely past the cut has nothing to score and is skipped.
     """
     examples = []
     for note, question, answer in zip(notes, questions, answers, strict=True):
-        tokens = tokenize_prompt_completion(tokenizer, render_inference_prompt(note, question), answer)
+        prompt = render_training_prompt(note, question, prompt_format)
+        tokens = tokenize_prompt_completion(tokenizer, prompt, training_completion(answer, prompt_format))
         ids, mask = tokens["input_ids"][:max_length], tokens["completion_mask"][:max_length]
         if any(mask):
             examples.append(
@@ -148,11 +151,12 @@ def answer_loss(
     *,
     max_length: int | None = None,
     max_batch_tokens: int = 8192,
+    prompt_format: str = DEFAULT_PROMPT_FORMAT,
 ) -> float:
-    """Mean NLL (nats per token) of the answers and their EOS given the published prompt."""
+    """Mean NLL (nats per token) of the answers and their EOS given the prompt the model was trained on."""
     nll, _ = mean_nll(
         model,
-        answer_examples(tokenizer, notes, questions, answers, max_length),
+        answer_examples(tokenizer, notes, questions, answers, max_length, prompt_format),
         pad_token_id=tokenizer.pad_token_id,
         max_batch_tokens=max_batch_tokens,
     )
@@ -241,6 +245,7 @@ def answer_loss_signal(
     *,
     max_length: int | None,
     model_kwargs: dict[str, Any],
+    prompt_format: str = DEFAULT_PROMPT_FORMAT,
 ) -> dict[str, Any]:
     """Held-out answer loss of the starting model and of the tuned one (instruction tuning).
 
@@ -248,7 +253,13 @@ def answer_loss_signal(
     """
     before_value, after_value = compare_models(
         lambda model: answer_loss(
-            model, tokenizer, rows["note"], rows["question"], rows["answer"], max_length=max_length
+            model,
+            tokenizer,
+            rows["note"],
+            rows["question"],
+            rows["answer"],
+            max_length=max_length,
+            prompt_format=prompt_format,
         ),
         before,
         after,

@@ -142,7 +142,10 @@ def learning_signal(trainer, script_args, model_args, tokenizer, heldout) -> dic
         "question": heldout[script_args.question_column],
         "answer": heldout[script_args.answer_column],
     }
-    return metrics.answer_loss_signal(start, trained, tokenizer, rows, **common)
+    # Scored on the bytes the model was trained on (prompt_format readme or original).
+    return metrics.answer_loss_signal(
+        start, trained, tokenizer, rows, prompt_format=script_args.prompt_format, **common
+    )
 
 
 def describe_signal(signal: dict[str, Any]) -> str:
