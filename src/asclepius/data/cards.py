@@ -32,11 +32,13 @@ DROP_MEANINGS = {
     "content_filter": "the API filtered the generation",
     "failed": "the request failed for good (see the engine summary)",
     "prompt_too_long": "the case report leaves no room for a note within the context length",
-    "self_reference": "a field mentions the model itself (the paper's filter)",
+    "self_reference": "note, question or answer holds one of the original's 11 self-reference phrases",
+    "self_reference_extra": "one of our extra self-reference phrases only (--self_reference_extra; none = the "
+    "original's filter)",
     "near_duplicate": "ROUGE-L with a question already in the task's pool above the threshold",
     "answer_is_question": "the answer ends with a question mark",
     "not_discharge_summary": "NOTEEVENTS row of another CATEGORY than `Discharge summary`",
-    "excluded": "ROW_ID in the exclusion list",
+    "excluded": "ROW_ID in the exclusion list (by default the original Asclepius's 517 ROW_IDs)",
 }
 
 LICENSE_TEXTS = {
