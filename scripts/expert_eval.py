@@ -102,6 +102,11 @@ def write_card(folder: StageFolder, provenance, title: str, summary: str, report
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
+        for command, arguments in (("export", expert.ExportArguments), ("import", expert.ImportArguments)):
+            print(f"expert_eval.py {command}:")
+            TrlParser((arguments,)).print_help()
+        return
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         raise InputError(
             "expert_eval.py", f"first argument must be one of {', '.join(COMMANDS)} (then --help)"

@@ -45,10 +45,10 @@ then score every candidate answer on its own (not against the others) from 1 to 
 
 | score | name | meaning |
 |---|---|---|
-| 4 | Excellent | correct, complete and grounded in the note; nothing important missing or invented |
-| 3 | Satisfactory | mostly correct and grounded; minor omissions or imprecision that would not mislead |
-| 2 | Poor | partly correct, but with errors, invented facts or omissions that matter |
-| 1 | Unacceptable | wrong, unrelated, not grounded in the note, or no answer at all |
+| 4 | Excellent | everything the instruction needs, from the note; or it rightly says the note cannot answer it |
+| 3 | Satisfactory | correct, but leaves out something minor |
+| 2 | Poor | correct as far as it goes, but leaves out something significant |
+| 1 | Unacceptable | anything wrong or irrelevant, invented beyond the note, or a missed "the note does not say" |
 
 An answer shown as "(no answer)" gets 1: the model did not complete the instruction.
 Fill the `score` column of your `ratings.csv` (or the `score` field of `ratings.jsonl`) with
