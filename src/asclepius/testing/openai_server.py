@@ -188,7 +188,7 @@ class BatchService:
         self._lock = threading.RLock()
         self._expired = 0
 
-    def _new_id(self, prefix: str, table: dict) -> str:
+    def _new_id(self, prefix: str) -> str:
         return f"{prefix}-{len(self.files) + len(self.batches) + 1:06d}{self.app._rng.randrange(1 << 32):08x}"
 
     def add_file(self, name: str, content: bytes, purpose: str) -> tuple[int, dict]:
@@ -199,35 +199,27 @@ class BatchService:
                     f"File is too large: {len(content)} bytes, the limit is {self.file_size_limit} bytes."
                 )
                 return 413, _error(message, "file_too_large")
-            file_id = self._new_id("file", self.files)
-            self.files[file_id] = {
-                "id": file_id,
-                "object": "file",
-                "bytes": len(content),
-                "created_at": int(time.time()),
-                "filename": name,
-                "purpose": purpose,
-                "status": "processed",
-                "_content": content,
-            }
-            return 200, self.public(self.files[file_id])
+            return 200, self.public(self.files[self._store_file(name, content, purpose)])
 
-    def _output_file(self, lines: list[dict], name: str) -> str | None:
-        if not lines:
-            return None
-        content = "".join(json.dumps(line) + "\n" for line in lines).encode()
-        file_id = self._new_id("file", self.files)
+    def _store_file(self, name: str, content: bytes, purpose: str) -> str:
+        file_id = self._new_id("file")
         self.files[file_id] = {
             "id": file_id,
             "object": "file",
             "bytes": len(content),
             "created_at": int(time.time()),
             "filename": name,
-            "purpose": "batch_output",
+            "purpose": purpose,
             "status": "processed",
             "_content": content,
         }
         return file_id
+
+    def _output_file(self, lines: list[dict], name: str) -> str | None:
+        if not lines:
+            return None
+        content = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        return self._store_file(name, content, "batch_output")
 
     @staticmethod
     def public(record: dict) -> dict:
@@ -247,7 +239,7 @@ class BatchService:
                     lines.append(line)
                 except (ValueError, KeyError, TypeError, AssertionError):
                     errors.append({"code": "invalid_request", "message": "bad line", "line": number})
-            batch_id = self._new_id("batch", self.batches)
+            batch_id = self._new_id("batch")
             expire = self._expired < self.expire_batches
             self._expired += expire
             self.batches[batch_id] = {
