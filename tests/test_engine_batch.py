@@ -175,6 +175,8 @@ def test_sync_budget_cap_and_dry_run_prices(tmp_path, make_engine, caplog):
         assert len(server.billing) == 50 and not server.billing.double_billed()
     with pytest.raises(InputError, match="no price known"):
         make_engine("http://127.0.0.1:1/v1", max_budget_usd=1.0)
+    with pytest.raises(InputError, match="only applies with --backend batch"):
+        make_engine("http://127.0.0.1:1/v1", batch_write_only=True)
 
 
 def test_write_only_then_local_results_import(tmp_path):

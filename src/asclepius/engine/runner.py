@@ -101,6 +101,8 @@ class Engine:
         # Retry backoff for 5xx/timeouts: base * 2**(attempt-1), capped, half of it jittered.
         self.backoff_base, self.backoff_cap = 0.5, 30.0
 
+        if args.batch_write_only and not args.batch:
+            raise InputError("--batch_write_only", "only applies with --backend batch")
         if args.max_budget_usd is not None and args.price() is None:
             raise InputError(
                 "--max_budget_usd",
