@@ -105,25 +105,19 @@ def main() -> None:
         scores, items, names, bootstrap_samples=args.bootstrap_samples, bootstrap_seed=args.bootstrap_seed
     )
     meta = judge_meta(args, judge_args, items=len(items), dropped=dropped, names=names, run=run)
-    meta["decontamination"] = decontamination
     card = folder.finish(
         lambda: write_judgement_folder(
             args.output_dir,
             scores=scores,
             judgements=judgement_rows(run.judgements, seed=args.shuffle_seed),
             results=results,
-            meta=meta,
+            meta={**meta, "decontamination": decontamination},
             mimic=origin.mimic_derived,
         )
     )
-    for name, model in results["models"].items():
-        low, high = model["ci95"]
-        logger.info(
-            "%-30s mean %s [%s, %s] over %d items", name, model["mean_score"], low, high, model["n_items"]
-        )
 
-    # 5. The results into each local model's card (model-index).
-    update_model_cards(args, names, folders, results)
+    # 5. The means in the log, and into each local model's card (model-index).
+    report_models(args, names, folders, results)
     logger.info("report written to %s", card.parent / "report.md")
 
 
@@ -181,8 +175,13 @@ def judge_meta(args, judge_args, *, items: int, dropped: int, names: list[str], 
     }
 
 
-def update_model_cards(args, names: list[str], folders, results: dict) -> None:
-    """Write each local candidate model's results into its card's model-index."""
+def report_models(args, names: list[str], folders, results: dict) -> None:
+    """Log each candidate's mean, and write each local candidate model's results into its model-index."""
+    for name, model in results["models"].items():
+        low, high = model["ci95"]
+        logger.info(
+            "%-30s mean %s [%s, %s] over %d items", name, model["mean_score"], low, high, model["n_items"]
+        )
     candidates = dict(zip([n for n in names if n != REFERENCE_NAME], (f.provenance for f in folders)))
     targets = model_cards_to_update(candidates, args.model_card or [], automatic=args.update_model_cards)
     for name, (folder, provenance) in targets.items():

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from asclepius.redaction import redact_text
+
 
 class InputError(ValueError):
     """Bad user input; the message is one line naming the file, row and field."""
@@ -70,7 +72,8 @@ def run_stage(main: Callable[[], Any]) -> None:
     try:
         main()
     except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
+        # A message may quote a URL or a server's reply: credentials never reach the terminal or logs.
+        print(f"error: {redact_text(str(error))}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
