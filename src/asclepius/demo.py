@@ -36,8 +36,8 @@ PROFILES = ("smol", "tiny")
 # minutes on 2 CPU cores (SmolLM2 trains at ~100 tokens/s and writes ~11 tokens/s there).
 SMOL_DEFAULTS = {
     "limit": 2,  # case reports sent to the teacher (~30 s per note)
-    "pretrain_max_steps": 6,  # x 2 blocks of 512 tokens: ~6k of the 13.5k training-note tokens
-    "sft_max_steps": 4,  # x 4 rows of ~630 tokens
+    "pretrain_max_steps": 4,  # x 2 blocks of 512 tokens: ~4k of the 13.5k training-note tokens
+    "sft_max_steps": 3,  # x 4 rows of ~630 tokens
     "eval_max_samples": 4,  # held-out questions answered per model, and judged
     "max_eval_examples": 6,  # held-out rows / notes of the stages' learning-signal check
 }
