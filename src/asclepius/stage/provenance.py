@@ -42,6 +42,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _CHECKPOINT = re.compile(r"^checkpoint-\d+$")
 # How deep below a folder to look for restricted data (a parent of MIMIC folders), and how much.
 _SCAN_DEPTH, _SCAN_LIMIT = 4, 5000
+_HEAD_CHARS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,7 @@ def table_columns(path: Path) -> list[str]:
                 return next(csv.reader(handle, delimiter="\t" if name.endswith(".tsv") else ","), [])
         if name.endswith((".jsonl", ".json")):
             with path.open(encoding="utf-8", errors="replace") as handle:
-                first = handle.readline().strip()
+                first = handle.readline(_HEAD_CHARS).strip()  # a one-line tokenizer.json is not read whole
             record = json.loads(first.rstrip(",").lstrip("[")) if first else {}
             return list(record) if isinstance(record, dict) else []
     except (OSError, ValueError, StopIteration):
