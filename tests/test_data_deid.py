@@ -73,6 +73,7 @@ FALLBACK_SPANS = {
     "2118-6-2": ("2118-6-2", KEPT_DATE),
     "2118-06-02 12:30": ("2118-06-02 12:30", KEPT_DATE),
     "1234": ("[Reg#]", NUMBER_TO_REG),
+    " 1234 ": ("[Reg#]", NUMBER_TO_REG),  # numeric once stripped
     "2150": ("[Reg#]", NUMBER_TO_REG),  # a bare year is a number to the original
     "6-2": ("6-2", KEPT_NUMERIC),
     "6/2/2118": ("6/2/2118", KEPT_NUMERIC),
@@ -115,14 +116,15 @@ def test_a_note_with_every_category_and_fallback_byte_for_byte():
     assert out == expected
     assert stats.rejected == 1 and stats.unknown_labels == {"Foo Bar": 1}
     assert stats.fallbacks[REMOVED_EMPTY] == 2 and stats.fallbacks[KEPT_DATE] == 2
-    assert sum(stats.tags.values()) == len(CATEGORY_SPANS) + 3  # two [Reg#] numbers and one [Redacted]
+    assert sum(stats.tags.values()) == len(CATEGORY_SPANS) + 4  # three [Reg#] numbers and one [Redacted]
 
 
 def test_adjacent_and_empty_spans_and_the_ours_style_spacing():
-    assert rewrite_brackets("[**Known lastname 1**][**Known firstname 2**]", style="original") == (
-        " [Name]  [Name] "
-    )
+    # Empty pieces (no text between or around spans, an empty span) are left out of the join.
+    assert rewrite_brackets("[**Known lastname 1**][**Known firstname 2**]", style="original") == "[Name] [Name]"
+    assert rewrite_brackets("[**Known lastname 1**] went home", style="original") == "[Name]  went home"
     assert rewrite_brackets("a[****]b", style="original") == "a b"
+    assert rewrite_brackets("a [**  **] b", style="original") == "a   b"
     # Ours keeps the note's own spacing and reads a bare year as a date.
     assert rewrite_brackets("Dr. [**Last Name (NamePattern1) 12**] in [**2150**].", style="ours") == (
         "Dr. [Name] in 2150."

@@ -51,6 +51,8 @@ PADDED_NOTE, PADDED_QUESTION = f"\n{NOTE}\n\n", f"{QUESTION}\n"
             "helpful, detailed, and polite answers to the user's questions. USER: [The start of the Discharge "
             f"Summary]\n{NOTE}\n[The end of the Discharge Summary]\n{QUESTION} ASSISTANT: \n",
         ),
+        # The Asclepius models as the paper's evaluation asked them: README bytes, fields stripped.
+        ("asclepius_paper", prompts.INFERENCE_PROMPT.format(note=NOTE, question=QUESTION)),
         # A model trained with prompt_format original: no space after [Instruction End].
         (
             "asclepius_original",
@@ -68,6 +70,11 @@ def test_paper_styles_are_byte_identical(style, expected):
 def test_every_style_has_its_own_hash_and_unknown_styles_fail():
     styles = [s for s in PROMPT_STYLE_CHOICES if s != "chat_template"]
     assert len({style_prompt_hash(s) for s in styles}) == len(styles)
+    # asclepius fills the fields verbatim (as our training does); the paper's evaluation stripped them.
+    assert (
+        render_prompt("asclepius", PADDED_NOTE, QUESTION).count(f"\n{NOTE}\n\n\n[Discharge Summary End]") == 1
+    )
+    assert style_prompt_hash("asclepius") == prompts.INFERENCE_PROMPT_HASH
     with pytest.raises(ValueError, match="unknown prompt style"):
         render_prompt("llama", NOTE, QUESTION)
 

@@ -183,12 +183,17 @@ PROMPT_STYLES = {
     "asclepius": INFERENCE_PROMPT,
     # For models trained with prompt_format original (the released checkpoints' training bytes).
     "asclepius_original": ORIGINAL_TRAINING_PROMPT,
+    # How the paper's evaluation asked the Asclepius models (and any model without a format of
+    # its own): the published bytes, fields stripped of newlines.
+    "asclepius_paper": INFERENCE_PROMPT,
     "llama_base": LLAMA_BASE_PROMPT,
     "alpaca": ALPACA_PROMPT,
     "medalpaca": MEDALPACA_PROMPT,
     "vicuna": VICUNA_PROMPT,
 }
-FIELD_STRIPPED_STYLES = frozenset({"asclepius_original", "llama_base", "alpaca", "medalpaca", "vicuna"})
+FIELD_STRIPPED_STYLES = frozenset(
+    {"asclepius_original", "asclepius_paper", "llama_base", "alpaca", "medalpaca", "vicuna"}
+)
 # The prompt style that asks a model in the bytes of its training prompt_format.
 STYLE_OF_PROMPT_FORMAT = {"readme": "asclepius", "original": "asclepius_original"}
 

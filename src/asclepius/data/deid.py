@@ -169,7 +169,7 @@ def original_replacement(inner: str) -> tuple[str, str | None]:
             return tag, None
     if inner.count("-") == 2:
         return inner, KEPT_DATE
-    if inner.isnumeric():
+    if inner.strip().isnumeric():
         return "[Reg#]", NUMBER_TO_REG
     if inner.replace("-", "").replace("/", "").isnumeric():
         return inner, KEPT_NUMERIC
@@ -214,8 +214,8 @@ def rewrite_brackets_original(text: str, stats: DeidStats | None = None) -> str:
     """The original's rewriting: the text around the spans and each span's replacement, joined by single spaces.
 
     The joining puts one space on each side of every replacement whatever spacing the
-    note had (``"Dr. [**Last Name 1**]."`` -> ``"Dr.  [Name] ."``); an empty span
-    contributes no piece.
+    note had (``"Dr. [**Last Name 1**]."`` -> ``"Dr.  [Name] ."``); empty pieces (an
+    empty span, no text between two spans or at either end) are left out of the join.
     """
     parts = BRACKET.split(text)  # text, span, text, span, ..., text
     pieces = [parts[0]]
@@ -231,10 +231,8 @@ def rewrite_brackets_original(text: str, stats: DeidStats | None = None) -> str:
                 stats.tags[replacement] += 1
             elif replacement:
                 stats.dates_kept += 1
-        if fallback != REMOVED_EMPTY:
-            pieces.append(replacement)
-        pieces.append(parts[index + 1])
-    return " ".join(pieces)
+        pieces += [replacement, parts[index + 1]]
+    return " ".join(piece for piece in pieces if piece)
 
 
 def rewrite_brackets_ours(text: str, stats: DeidStats | None = None) -> str:

@@ -81,7 +81,9 @@ class EvaluationArguments:
         default="asclepius",
         metadata={
             "help": "asclepius (the published template; for a model whose card records prompt_format original, "
-            "its training bytes), asclepius_original (no space after [Instruction End], fields stripped), the "
+            "its training bytes), asclepius_original (no space after [Instruction End], fields stripped), "
+            "asclepius_paper (the published bytes, fields stripped: how the paper's evaluation asked the Asclepius "
+            "models), the "
             "paper's baseline formats byte for byte: llama_base (LLaMA, PMC-LLaMA), alpaca (Alpaca, ChatDoctor), "
             "medalpaca, vicuna (Vicuna, Clinical Camel); or chat_template (the model's own chat template around "
             "the asclepius prompt)."

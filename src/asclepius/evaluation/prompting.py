@@ -40,6 +40,9 @@ def prompt_template(style: str) -> str:
 
 
 def style_prompt_hash(style: str) -> str:
+    """Version of a style: its template, and whether the fields are stripped (asclepius vs asclepius_paper)."""
+    if style in prompts.FIELD_STRIPPED_STYLES:
+        return prompts.prompt_hash(prompt_template(style), "fields stripped of leading/trailing newlines")
     return prompts.prompt_hash(prompt_template(style))
 
 
