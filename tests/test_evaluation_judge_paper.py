@@ -33,7 +33,7 @@ def test_paper_style_pins_the_original_judge_settings():
 def test_paper_prompt_asks_for_scores_alone_and_independent_grading():
     content = prompts.judge_messages("NOTE", "Q?", ["a", "b"], style="paper")[-1]["content"]
     assert "first line holds the 2 scores alone, in the order A, B" in content
-    assert "independently of the other candidates" in content
+    assert "independently of the other candidates" in content and "Do not explain them." in content
     assert "independently" not in prompts.judge_messages("NOTE", "Q?", ["a", "b"])[-1]["content"]
     assert prompts.JUDGE_PAPER_PROMPT_HASH != prompts.JUDGE_PROMPT_HASH
 

@@ -127,7 +127,8 @@ Reply format: the FIRST line must hold only the {num_candidates} scores, in the 
 JUDGE_CANDIDATE = "[Answer {label} Begin]\n{answer}\n[Answer {label} End]"
 
 # judge_style paper: the original judge's instructions (in our words): the same rubric,
-# each answer scored independently of the others, and the scores ALONE on the first line.
+# each answer scored independently of the others, and a reply of the scores alone (no
+# explanation), which is what made a 2048-token budget and a single try enough.
 JUDGE_PAPER_PROMPT = """You will grade {num_candidates} candidate answers to an instruction about a discharge summary.
 
 [Discharge Summary Begin]
@@ -148,7 +149,7 @@ Then grade each candidate on this scale:
 4 (Excellent): contains all the content the answer needs, or correctly says that the instruction cannot be answered.
 Grade every answer on its own against your answer, independently of the other candidates: the order they are shown in and how good the others are must not change its score.
 
-Reply format: the first line holds the {num_candidates} scores alone, in the order {labels}, separated by single spaces (for example "{example}"), with no other word or symbol on that line. After that line, give your own answer and explain your grading.
+Reply with the scores only: the first line holds the {num_candidates} scores alone, in the order {labels}, separated by single spaces (for example "{example}"), with no other word or symbol. Do not explain them.
 """
 
 # Sent after a judge reply whose first line could not be read as the scores.
