@@ -121,7 +121,9 @@ def test_a_note_with_every_category_and_fallback_byte_for_byte():
 
 def test_adjacent_and_empty_spans_and_the_ours_style_spacing():
     # Empty pieces (no text between or around spans, an empty span) are left out of the join.
-    assert rewrite_brackets("[**Known lastname 1**][**Known firstname 2**]", style="original") == "[Name] [Name]"
+    assert (
+        rewrite_brackets("[**Known lastname 1**][**Known firstname 2**]", style="original") == "[Name] [Name]"
+    )
     assert rewrite_brackets("[**Known lastname 1**] went home", style="original") == "[Name]  went home"
     assert rewrite_brackets("a[****]b", style="original") == "a b"
     assert rewrite_brackets("a [**  **] b", style="original") == "a   b"

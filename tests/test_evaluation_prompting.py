@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from asclepius import prompts
-from asclepius.evaluation.generation import LocalGenerator
 from asclepius.errors import InputError
 from asclepius.evaluation.config import PROMPT_STYLE_CHOICES
+from asclepius.evaluation.generation import LocalGenerator
 from asclepius.evaluation.prompting import (
     api_messages,
     fit_note,
