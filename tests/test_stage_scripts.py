@@ -201,3 +201,18 @@ def test_replicas_log_at_warning_and_the_main_process_at_info():
     assert logging.getLogger("asclepius.training").getEffectiveLevel() == logging.WARNING
     set_log_levels(Args(main=True))
     assert logging.getLogger("asclepius.training").getEffectiveLevel() == logging.INFO
+
+
+def test_merge_refuses_a_public_push_of_an_adapter_of_unknown_provenance_before_merging(tmp_path, env):
+    adapter = tmp_path / "adapter"  # a LoRA folder with no card of ours: where it was trained is unknown
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path)}))
+    output = tmp_path / "merged"
+    process = run_script("merge_adapter.py", "--adapter_dir", str(adapter), "--output_dir", str(output),
+                         "--push_to_hub", "true", "--hub_model_id", "someone/merged", env=env)  # fmt: skip
+    assert (
+        process.returncode == 2
+        and "unknown" in error_line(process)
+        and "public repository" in error_line(process)
+    )
+    assert not output.exists()
