@@ -125,3 +125,23 @@ def test_dry_run_creates_and_changes_no_file(make_engine, tmp_path):
         keep_open.close()
         assert before == after and dry.summary.from_ledger == 3 and dry.summary.to_send == 0
         assert sum(server.stats.values()) == 2
+
+
+def test_a_ledger_from_before_batches_and_prices_is_upgraded_in_place(make_engine, tmp_path):
+    ledger = tmp_path / "ledger.sqlite"
+    with OpenAIServer() as server:
+        first = run(make_engine(server.base_url, ledger=ledger), [ask(i) for i in range(3)])
+    with sqlite3.connect(ledger) as db:  # as an older release wrote it
+        db.execute("ALTER TABLE results DROP COLUMN backend")
+        db.execute("ALTER TABLE results DROP COLUMN cost_usd")
+        db.execute("DROP TABLE batch_members")
+        db.execute("DROP TABLE batch_shards")
+    dry = make_engine("http://127.0.0.1:1/v1", ledger=ledger, dry_run=True)
+    run(dry, [ask(i) for i in range(4)])
+    assert dry.summary.from_ledger == 3 and dry.summary.to_send == 1
+    with OpenAIServer() as server:
+        again = run(make_engine(server.base_url, ledger=ledger, backend="batch", batch_poll_seconds=0.01), [ask(i) for i in range(4)])  # fmt: skip
+        assert sorted(r.content for r in again[:3]) == sorted(r.content for r in first)
+        assert all(r.from_ledger for r in again[:3]) and len(server.billing) == 1
+    with sqlite3.connect(ledger) as db:
+        assert db.execute("SELECT COUNT(*) FROM results WHERE backend = 'batch'").fetchone() == (1,)
