@@ -116,6 +116,8 @@ def write_answers_folder(
         "decoding": ", ".join(f"{k}={v}" for k, v in decoding.items() if v is not None),
         "rows": len(dataset),
         "failed": provenance.get("failed", 0),
+        # How often a note was cut to fit the prompt budget (never the instruction), and by how much.
+        "truncation": provenance.get("truncation") or {},
         "folder_hint": str(output_dir),
         "status": origin.status,
     }
