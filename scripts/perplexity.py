@@ -21,12 +21,9 @@ from asclepius.data.corpus import load_texts
 from asclepius.errors import run_stage
 from asclepius.evaluation.perplexity import (
     PerplexityArguments,
-    load_scoring_model,
-    model_window,
-    pair_key,
-    pair_result,
+    check_models,
     render_markdown,
-    score_texts,
+    score_pairs,
     write_plot,
 )
 from asclepius.stage import StageFolder, classify
@@ -47,6 +44,8 @@ def main() -> None:
     provenance = folder.check([classify(path) for path in corpora.values()])
     if folder.skip_if_finished():
         return
+    store = folder.work_dir / "perplexity"
+    check_models(args, corpora, store)
     texts = {}
     for name, path in corpora.items():
         texts[name], column = load_texts(path, text_column=args.text_column, split=args.split)
@@ -55,32 +54,7 @@ def main() -> None:
     folder.begin()
 
     # 2. One model at a time; every (model, corpus) pair already scored is read back, not rescored.
-    pairs, windows = [], {}
-    store = folder.work_dir / "perplexity"
-    store.mkdir(parents=True, exist_ok=True)
-    for model_name in args.models:
-        model, tokenizer = None, None
-        for corpus, path in corpora.items():
-            settings = dict(window=args.window, stride=args.stride, text_column=args.text_column,
-                            split=args.split, max_documents=args.max_documents,
-                            samples=args.bootstrap_samples, seed=args.bootstrap_seed)  # fmt: skip
-            saved = store / f"{pair_key(model_name, path, settings)}.json"
-            if saved.exists() and not args.overwrite:
-                result = json.loads(saved.read_text(encoding="utf-8"))
-            else:
-                if model is None:
-                    model, tokenizer = load_scoring_model(model_name, device=args.device, dtype=args.dtype)
-                window, stride = model_window(model, args.window, args.stride)
-                score = score_texts(model, tokenizer, texts[corpus], window=window, stride=stride,
-                                    batch_size=args.batch_size, progress=f"{model_name} on {corpus}")  # fmt: skip
-                result = pair_result(model_name, corpus, score, window=window, stride=stride,
-                                     samples=args.bootstrap_samples, seed=args.bootstrap_seed)  # fmt: skip
-                atomic_write_text(saved, json.dumps(result) + "\n")
-            logger.info(
-                "%s on %s: perplexity %s %s", model_name, corpus, result["perplexity"], result["ci95"]
-            )
-            windows[model_name] = {"window": result["window"], "stride": result["stride"]}
-            pairs.append(result)
+    pairs, windows = score_pairs(args, corpora, texts, store)
 
     # 3. results.json, report.md and the plot; the card last.
     results = {

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from asclepius.errors import InputError
+from asclepius.stage.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +90,6 @@ class PerplexityArguments:
         for name in ("models", "corpora", "output_dir"):
             if not getattr(self, name):
                 raise InputError(f"--{name}", "required")
-        for model in self.models:  # before any corpus is read or model loaded
-            if model.startswith((".", "/")) and not Path(model).is_dir():
-                raise InputError(model, "no such model folder")
 
     def named_corpora(self) -> dict[str, str]:
         """NAME -> path; a bare PATH is named after its folder or file."""
@@ -205,6 +203,52 @@ def pair_key(model: str, corpus_path: str, settings: dict[str, Any]) -> str:
         {"model": model, "corpus": str(Path(corpus_path).resolve()), **settings}, sort_keys=True
     )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def pair_path(store: Path, model: str, corpus_path: str, args: PerplexityArguments) -> Path:
+    """Where a finished (model, corpus) result is kept in the folder's working state."""
+    settings = dict(window=args.window, stride=args.stride, text_column=args.text_column, split=args.split,
+                    max_documents=args.max_documents, samples=args.bootstrap_samples, seed=args.bootstrap_seed)  # fmt: skip
+    return store / f"{pair_key(model, corpus_path, settings)}.json"
+
+
+def check_models(args: PerplexityArguments, corpora: dict[str, str], store: Path) -> None:
+    """Every model that still has a pair to score exists (before any corpus is read or model loaded)."""
+    for model in args.models:
+        todo = args.overwrite or any(
+            not pair_path(store, model, path, args).exists() for path in corpora.values()
+        )
+        if todo and model.startswith((".", "/")) and not Path(model).is_dir():
+            raise InputError(model, "no such model folder")
+
+
+def score_pairs(
+    args: PerplexityArguments, corpora: dict[str, str], texts: dict[str, list[str]], store: Path
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+    """Every (model, corpus) result, one model loaded at a time; pairs already kept are read back."""
+    pairs, windows = [], {}
+    store.mkdir(parents=True, exist_ok=True)
+    for model_name in args.models:
+        model, tokenizer = None, None
+        for corpus, path in corpora.items():
+            saved = pair_path(store, model_name, path, args)
+            if saved.exists() and not args.overwrite:
+                result = json.loads(saved.read_text(encoding="utf-8"))
+            else:
+                if model is None:
+                    model, tokenizer = load_scoring_model(model_name, device=args.device, dtype=args.dtype)
+                window, stride = model_window(model, args.window, args.stride)
+                score = score_texts(model, tokenizer, texts[corpus], window=window, stride=stride,
+                                    batch_size=args.batch_size, progress=f"{model_name} on {corpus}")  # fmt: skip
+                result = pair_result(model_name, corpus, score, window=window, stride=stride,
+                                     samples=args.bootstrap_samples, seed=args.bootstrap_seed)  # fmt: skip
+                atomic_write_text(saved, json.dumps(result) + "\n")
+            logger.info(
+                "%s on %s: perplexity %s %s", model_name, corpus, result["perplexity"], result["ci95"]
+            )
+            windows[model_name] = {"window": result["window"], "stride": result["stride"]}
+            pairs.append(result)
+    return pairs, windows
 
 
 def pair_result(
