@@ -59,6 +59,21 @@ def evaluated(tmp_path_factory):
     return root, inputs, judge_dir
 
 
+def test_the_judge_report_counts_non_answers_and_breaks_down_by_source(evaluated):
+    _, _, judge_dir = evaluated
+    results = json.loads((judge_dir / "results.json").read_text())
+    poor = results["models"]["poor"]
+    assert poor["mean_score"] == pytest.approx(
+        22 / 12, abs=1e-4
+    )  # 10 answers judged 2, 2 non-answers count 1
+    assert poor["mean_score_answered"] == 2.0 and poor["answer_rate"] == pytest.approx(10 / 12, abs=1e-4)
+    assert results["win_rates"]["good"]["poor"]["wins"] == 12  # non-answers lose too
+    assert set(results["by_source"]) == {"demo-real", "synthetic"}
+    assert results["by_source"]["demo-real"]["models"]["good"]["n_items"] == 6
+    report = (judge_dir / "report.md").read_text()
+    assert "### Source `synthetic`" in report and "#### Source `demo-real`: score distribution" in report
+
+
 def fill(packets: Path, rule) -> list[Path]:
     """Scripted raters: score every row of every ratings.csv with ``rule(rater, model, answered)``."""
     key = json.loads((packets / ".asclepius" / expert.KEY_NAME).read_text())

@@ -205,7 +205,6 @@ def _save(fig, path: Path) -> Path:
 # --- markdown ---------------------------------------------------------------------
 def render_markdown(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
     """The report body (also the body of the judgement folder's card)."""
-    models = list(results["models"])
     lines = [
         "## Results",
         "",
@@ -218,16 +217,13 @@ def render_markdown(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
         "",
         "### Score distribution",
         "",
-        "| model | " + " | ".join(f"{s} {SCORE_NAMES[s]}" for s in statistics.SCORES) + " |",
-        "|---|" + "---|" * len(statistics.SCORES),
+        *_distribution_table(results),
     ]
-    for model in models:
-        dist = results["models"][model]["distribution"]
-        lines.append(f"| {model} | " + " | ".join(str(dist[str(s)]) for s in statistics.SCORES) + " |")
     lines += _task_table(results, "### By task (mean, 95% CI)")
     lines += _win_table(results, "### Pairwise win rates (row vs column, ties count half)")
     for source, part in (results.get("by_source") or {}).items():
         lines += ["", f"### Source `{source}`", "", *_model_table(part)]
+        lines += ["", f"#### Source `{source}`: score distribution", "", *_distribution_table(part)]
         lines += _task_table(part, f"#### Source `{source}` by task")
         lines += _win_table(part, f"#### Source `{source}`: pairwise win rates")
     missing, bias = results["missing"], results["position_bias"]
@@ -311,6 +307,18 @@ def _model_table(results: Mapping[str, Any]) -> list[str]:
             f"{_fmt(m['answer_rate'])} | {_fmt(m['mean_score_answered'])} ({_fmt(a_low)} - {_fmt(a_high)}) | "
             f"{m['missing']['missing']}/{m['missing']['judgements']} | {_fmt(m['rougeL'])} | "
             f"{_fmt(m['lengths']['mean_words'], 1)} |"
+        )
+    return lines
+
+
+def _distribution_table(results: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "| model | " + " | ".join(f"{s} {SCORE_NAMES[s]}" for s in statistics.SCORES) + " |",
+        "|---|" + "---|" * len(statistics.SCORES),
+    ]
+    for model, m in results["models"].items():
+        lines.append(
+            f"| {model} | " + " | ".join(str(m["distribution"][str(s)]) for s in statistics.SCORES) + " |"
         )
     return lines
 
