@@ -30,10 +30,14 @@ def scorer(body: dict) -> str:
     )
 
 
-def answers(root: Path, name: str, prefix: str, *, empty: set[int] = frozenset()) -> str:
+def answers(
+    root: Path, name: str, prefix: str, *, empty: set[int] = frozenset(), with_source: bool = True
+) -> str:
     rows = [{"patient_id": k, "note": f"Note {k}: pt treated for condition {k}.", "question": f"What was treated ({k})?",
              "answer": f"Condition {k}.", "task": TASKS[k % 3], "source": "demo-real" if k % 2 else "synthetic"}
             for k in range(NUM_ITEMS)]  # fmt: skip
+    if not with_source:
+        rows = [{key: value for key, value in row.items() if key != "source"} for row in rows]
     generated = ["" if k in empty else f"{prefix} answer {k}" for k in range(NUM_ITEMS)]
     provenance = {"model": name, "backend": "transformers", "prompt_style": "asclepius", "prompt_hash": "x",
                   "source": "demo", "split": "test"}  # fmt: skip
@@ -194,3 +198,24 @@ def test_bad_ratings_are_one_line_errors(evaluated, tmp_path, monkeypatch, capsy
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith(f"error: {path}: ") and message in error
     assert not (tmp_path / "result" / "README.md").exists()
+
+
+def test_answers_without_a_source_are_rated_too(tmp_path, monkeypatch):
+    inputs = [
+        answers(tmp_path, "good", "GOOD", with_source=False),
+        answers(tmp_path, "poor", "POOR", with_source=False),
+    ]
+    judge_dir = tmp_path / "judge"
+    with OpenAIServer(responder=scorer) as server:
+        run("judge.py", ["--inputs", *inputs, "--output_dir", str(judge_dir), "--judge_base_url", server.base_url,
+                         "--judge_model", "judge", "--bootstrap_samples", "50", "--show_progress", "false"], monkeypatch)  # fmt: skip
+    assert "by_source" not in json.loads((judge_dir / "results.json").read_text())
+    out = tmp_path / "packets"
+    run("expert_eval.py", ["export", "--inputs", *inputs, "--output_dir", str(out), "--raters", "1", "--items", "3"],
+        monkeypatch)  # fmt: skip
+    files = fill(out, lambda rater, model, answered: 4 if model == "good" else 2)
+    result = tmp_path / "result"
+    run("expert_eval.py", ["import", "--ratings", *map(str, files), "--judgements", str(judge_dir),
+                           "--output_dir", str(result), "--bootstrap_samples", "50"], monkeypatch)  # fmt: skip
+    compared = json.loads((result / "results.json").read_text())
+    assert compared["units"] == 6 and compared["agreement"][0]["kappa"]["value"] == 1.0

@@ -356,7 +356,8 @@ def judge_scores(scores: pd.DataFrame, units: pd.DataFrame) -> pd.Series:
 
 def compare(ratings: pd.DataFrame, judge: pd.DataFrame, *, samples: int, seed: int) -> dict[str, Any]:
     """Human means beside the judge's per model, and agreement rater-judge and among raters."""
-    wide = ratings.pivot_table(index=["item_id", "model", "answered", "task", "source"], columns="rater",
+    # One row per rated answer: item, model and whether it had an answer identify it.
+    wide = ratings.pivot_table(index=["item_id", "model", "answered"], columns="rater",
                                values="score", aggfunc="first", dropna=False).reset_index()  # fmt: skip
     wide = wide.dropna(subset=[c for c in wide.columns if str(c).startswith("rater_")], how="all")
     raters = sorted(c for c in wide.columns if str(c).startswith("rater_"))
