@@ -39,7 +39,8 @@ def test_a_second_open_names_the_holder_and_a_dead_holders_lock_is_taken_over(tm
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    holder = json.loads(json.dumps({"pid": int(dead.stdout), "host": os.uname().nodename, "started": "then"}))
+    holder = {"pid": int(dead.stdout), "host": os.uname().nodename, "started": "then"}
+    lock.parent.mkdir(parents=True)  # the release left no empty folder behind
     lock.write_text(json.dumps(holder), encoding="utf-8")
     StageFolder.open(tmp_path / "out").lock.release()  # taken over: that pid is gone
     assert not lock.exists()
