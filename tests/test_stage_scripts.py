@@ -216,3 +216,12 @@ def test_merge_refuses_a_public_push_of_an_adapter_of_unknown_provenance_before_
         and "public repository" in error_line(process)
     )
     assert not output.exists()
+
+
+def test_training_refuses_a_malformed_dataset_in_one_line(tmp_path, env, tiny_model_path):
+    broken = tmp_path / "instructions.jsonl"
+    broken.write_text('{"patient_id": 1, "note": "n", "question": "q", "answer": \n', encoding="utf-8")
+    process = run_script("sft.py", "--config", "recipes/tiny/sft/config_full.yaml", "--model_name_or_path",
+                         str(tiny_model_path), "--dataset_name", str(broken), "--output_dir", str(tmp_path / "sft"),
+                         env=env)  # fmt: skip
+    assert process.returncode == 2 and str(broken) in error_line(process)
