@@ -221,7 +221,7 @@ def free_port() -> int:
 def test_two_process_ddp_on_cpu_reads_different_data_per_rank(tiny_model_path, tmp_path, env):
     output_dir = tmp_path / "ddp"
     accelerate = str(Path(sys.executable).with_name("accelerate"))
-    run(
+    process = run(
         [
             accelerate, "launch", "--config_file", "accelerate_configs/cpu_ddp.yaml",
             "--num_cpu_threads_per_process", "1", "--main_process_port", str(free_port()),
@@ -243,3 +243,6 @@ def test_two_process_ddp_on_cpu_reads_different_data_per_rank(tiny_model_path, t
     assert len(ranks[0]) == 3 and not ranks[0] & ranks[1], "both ranks trained on the same batches"
     assert json.loads((output_dir / "trainer_state.json").read_text())["global_step"] == 3
     load(output_dir)
+    # Only the main process logs at info: each rank reads the notes, one says so.
+    said = [line.split(" INFO ", 1)[1] for line in process.stderr.splitlines() if "distinct notes" in line]
+    assert said and len(said) == len(set(said)), said
