@@ -25,6 +25,7 @@ from asclepius.errors import InputError, run_stage
 from asclepius.evaluation import expert
 from asclepius.evaluation.folders import load_answers_folder
 from asclepius.evaluation.judging import collect_items
+from asclepius.recipes import parse_recipe
 from asclepius.stage import StageFolder, classify
 from asclepius.stage.cards import PAPER_CITATION, render_card
 from asclepius.stage.files import atomic_write_text, today
@@ -113,10 +114,10 @@ def main() -> None:
         )
     command = sys.argv.pop(1)
     if command == "export":
-        (args,) = TrlParser((expert.ExportArguments,)).parse_args_and_config()
+        (args,) = parse_recipe(expert.ExportArguments)
         export(args)
     else:
-        (args,) = TrlParser((expert.ImportArguments,)).parse_args_and_config()
+        (args,) = parse_recipe(expert.ImportArguments)
         import_ratings(args)
 
 
