@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import logging
 
-from asclepius.data.cards import CardFacts, markdown_table, render_card
+from asclepius.data.cards import CardFacts, deid_sections, render_card
 from asclepius.data.config import RECIPE_CLASSES
-from asclepius.data.deid import TAGS
 from asclepius.data.mimic import (
     DEID_STYLE_NOTES,
     MIMIC_COLUMNS,
@@ -71,8 +70,6 @@ def main() -> None:
     discharge = counts.by_category.get("Discharge summary", 0)
     drops = {"not_discharge_summary": counts.rows_read - discharge, "excluded": counts.excluded}
     configs, entries = stage.write_configs(configs, drops=drops)
-    tag_table = markdown_table(["tag", "brackets"], [[tag, counts.deid.tags.get(tag, 0)] for tag in TAGS])
-    unknown = markdown_table(["bracket label", "count"], counts.deid.unknown_labels.most_common(20))
     facts = CardFacts(
         stage="mimic_notes",
         pretty_name="MIMIC-III discharge summaries (Asclepius-R notes)",
@@ -92,16 +89,7 @@ def main() -> None:
         },
         length_columns=("note",),
         synthetic=False,
-        extra_sections=[
-            {
-                "title": "De-identification tags",
-                "body": DEID_STYLE_NOTES[data_args.deid_style] + "\n\n" + tag_table,
-            },
-            {
-                "title": "Unrecognised bracket labels",
-                "body": "Rewritten as `[Redacted]`:\n\n" + unknown if counts.deid.unknown_labels else "None.",
-            },
-        ],
+        extra_sections=deid_sections(counts.deid, DEID_STYLE_NOTES[data_args.deid_style]),
         hub_dataset_id=data_args.hub_dataset_id,
     )
     stage.finish_card(lambda: render_card(output_dir, facts))

@@ -18,6 +18,7 @@ from typing import Any
 
 from datasets import Dataset
 
+from asclepius.data.deid import TAGS
 from asclepius.stage.cards import DATASET_TEMPLATE, PAPER_CITATION, PMC_PATIENTS_CITATION
 from asclepius.stage.cards import render_card as render_template
 from asclepius.stage.files import size_category, today
@@ -309,3 +310,16 @@ def grounding_section(kept: int, ungrounded: int) -> dict[str, str]:
         "does not contain (`ungrounded_values` in the `annotated` config); an answer can rightly compute such a "
         "value, e.g. a length of stay.\n\n" + table,
     }
+
+
+def deid_sections(deid, style_note: str) -> list[dict[str, str]]:
+    """The MIMIC notes card's sections: brackets per tag, and labels no rule recognised."""
+    tags = markdown_table(["tag", "brackets"], [[tag, deid.tags.get(tag, 0)] for tag in TAGS])
+    unknown = markdown_table(["bracket label", "count"], deid.unknown_labels.most_common(20))
+    return [
+        {"title": "De-identification tags", "body": style_note + "\n\n" + tags},
+        {
+            "title": "Unrecognised bracket labels",
+            "body": "Rewritten as `[Redacted]`:\n\n" + unknown if deid.unknown_labels else "None.",
+        },
+    ]
