@@ -150,18 +150,14 @@ class StageFolder:
         self.push_request = push or PushRequest()
 
     @classmethod
-    def open(
-        cls,
-        path: str | os.PathLike,
-        *,
-        overwrite: bool = False,
-        dry_run: bool = False,
-        push: PushRequest | None = None,
-        lock: bool = True,
-    ):
-        """The folder, locked for this run (a dry run writes nothing, so takes no lock)."""
-        folder = cls(path, overwrite=overwrite, dry_run=dry_run, push=push)
-        if lock and not dry_run:
+    def open(cls, path: str | os.PathLike, *, lock: bool = True, **options):
+        """The folder (``options``: overwrite, dry_run, push), locked for this run.
+
+        A dry run writes nothing, so it takes no lock; ``lock=False`` for the other
+        processes of a distributed run, whose main process holds it.
+        """
+        folder = cls(path, **options)
+        if lock and not folder.dry_run:
             folder.lock.acquire()
         return folder
 
