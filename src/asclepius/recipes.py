@@ -251,7 +251,8 @@ def check_model_path(name_or_path: str | None, *, flag: str = "--model_name_or_p
     if not name_or_path or Path(name_or_path).exists():
         return
     parts = Path(name_or_path).parts
-    local_looking = name_or_path.startswith((".", "/", "~")) or len(parts) != 2 or parts[0] == "outputs"
+    # "org/name" and legacy "gpt2" are Hub ids; paths are absolute, relative or deeper, or under outputs/.
+    local_looking = name_or_path.startswith((".", "/", "~")) or len(parts) > 2 or parts[0] == "outputs"
     target = next((make for name, make in MODEL_TARGETS.items() if name in name_or_path), None)
     if not local_looking and target is None:
         if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("1", "true", "yes", "on"):
