@@ -90,3 +90,15 @@ def test_our_public_card_makes_a_folder_public_and_outputs_take_the_most_restric
     assert combine(
         [public, declare_source("x/y", license=None, restricted_source=True), unknown]
     ).mimic_derived
+
+
+def test_a_card_vouches_for_its_own_files_not_for_whatever_is_copied_deeper(tmp_path):
+    folder = tmp_path / "demo"
+    (folder / "copied" / "in").mkdir(parents=True)
+    (folder / "README.md").write_text(
+        "---\nlicense: cc0-1.0\ntags: [asclepius]\ndata_provenance: public\n---\n# demo\n", encoding="utf-8"
+    )
+    for name in ("notes.csv", "copied/in/notes.csv"):
+        write_csv(folder / name, ["note"], [["text"]])
+    assert classify(folder / "notes.csv").status == PUBLIC
+    assert classify(folder / "copied" / "in" / "notes.csv").status == UNKNOWN

@@ -142,7 +142,7 @@ def classify(
         metadata = read_card_metadata(card_folder)
         status = metadata.get(CARD_KEY) or (PUBLIC if _is_ours(metadata) else None)
         if status == PUBLIC:
-            where = "its card" if card_folder == path else f"the card of {card_folder}"
+            where = "its card" if card_folder == path.resolve() else f"the card of {card_folder}"
             return Provenance(
                 PUBLIC,
                 f"{where} says public",
@@ -204,9 +204,14 @@ def _upstream(metadata: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _nearest_card(path: Path) -> Path | None:
-    for folder in [path, *path.resolve().parents] if path.is_dir() else list(path.resolve().parents):
+    """The folder whose card speaks for ``path``: its own, or the nearest above when ``path`` is a
+    file or checkpoint directly inside it, or under its ``data/`` (a stage's parquet). A card does
+    not vouch for whatever else someone copies deeper into its folder."""
+    path = path.resolve()
+    for folder in [path, *path.parents] if path.is_dir() else list(path.parents):
         if (folder / CARD_NAME).is_file() and read_card_metadata(folder):
-            return folder
+            inside = path.relative_to(folder).parts
+            return folder if len(inside) <= 1 or inside[0] == "data" else None
     return None
 
 
