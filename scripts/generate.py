@@ -49,6 +49,7 @@ logger = logging.getLogger("generate")
 
 def main() -> None:
     args, engine_args = parse_recipe(RECIPE_CLASSES)
+    engine_args = args.engine_arguments(engine_args)  # --backend batch: the engine's Batch API mode
     for flag in ("input", "output_dir"):
         if not getattr(args, flag):
             raise InputError(f"--{flag}", "is required (on the command line or in the recipe)")

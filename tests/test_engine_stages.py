@@ -189,8 +189,13 @@ def test_judge_batch_report_equals_sync_report(tmp_path):
         folders = []
         for model in ("cand-a", "cand-b"):
             folders.append(str(tmp_path / model))
-            script("generate.py", "--backend", "openai", "--base_url", server.base_url, "--model", model,
+            # cand-b answers through the Batch API: its requests must be billed as batch requests.
+            backend = "openai" if model == "cand-a" else "batch"
+            start = len(server.billing)
+            script("generate.py", "--backend", backend, "--base_url", server.base_url, "--model", model,
                    "--max_samples", "4", "--output_dir", folders[-1])  # fmt: skip
+            records = server.billing.records()[start:]
+            assert records and all(bool(r.get("batch")) == (backend == "batch") for r in records)
         reports = {}
         for backend in ("openai", "batch"):
             start = len(server.billing)
