@@ -81,6 +81,17 @@ def test_prompts_show_seed_questions_and_questions_the_pool_gained_meanwhile():
     assert task in second.resume_key and first.resume_key != second.resume_key
 
 
+def test_resume_key_changes_with_the_question_prompt(monkeypatch):
+    """A changed prompt template asks again: an answer to the old prompt is never reused."""
+    from asclepius import prompts
+
+    notes = ["Note 0: fever treated with drug number 0."]
+    bootstrap, _ = bootstrap_over(notes)
+    before = bootstrap.request_for(0, 0, notes[0]).resume_key
+    monkeypatch.setattr(prompts, "QUESTION_PROMPT_HASH", "another-template")
+    assert bootstrap.request_for(0, 0, notes[0]).resume_key != before
+
+
 def test_near_duplicates_and_self_references_are_dropped_and_counted():
     notes = [f"Note {i}." for i in range(8)]
     bootstrap, rows = bootstrap_over(notes)

@@ -7,7 +7,7 @@ flight: the engine pulls the next request only when a result has been consumed, 
 each prompt is built from the pool as it stands at that moment.
 
 Because prompts depend on completion order, a rerun would build different prompts for
-the same note; each request therefore carries a ``resume_key`` (task + note), and the
+the same note; each request therefore carries a ``resume_key`` (prompt hash + task + note), and the
 ledger's answer for that key is reused whatever the examples were.
 
 New questions too close to the task's pool (ROUGE-L F1 above the threshold, 0.7 as in
@@ -166,7 +166,8 @@ class QuestionBootstrap:
                 "task": task,
                 "source": source,
             },
-            resume_key=f"question:{task}:{patient_id}:{digest}",
+            # The prompt template's hash too: a changed prompt must ask again, not reuse.
+            resume_key=f"question:{prompts.QUESTION_PROMPT_HASH}:{task}:{patient_id}:{digest}",
         )
 
     def requests(self) -> Iterator[Request]:
