@@ -60,7 +60,7 @@ def main() -> None:
     )
     engine = Engine(engine_args, stage.ledger_path, default_temperature=sampling.temperature,
                     default_max_tokens=sampling.max_tokens, description="answers")  # fmt: skip
-    run_requests(engine, generation.requests(), generation.on_result, total=questions.num_rows)
+    summary = run_requests(engine, generation.requests(), generation.on_result, total=questions.num_rows)
     if engine_args.dry_run:
         return
 
@@ -83,7 +83,9 @@ def main() -> None:
         unit_in="questions",
         drops=generation.drops,
         provenance={
-            **teacher_provenance(engine_args, sampling, prompts.ANSWER_PROMPT_HASH, source, data_args.seed),
+            **teacher_provenance(
+                engine_args, sampling, prompts.ANSWER_PROMPT_HASH, source, data_args.seed, summary=summary
+            ),
             "test_ratio": data_args.test_ratio,
             **dict(generation.tokens),
         },

@@ -61,13 +61,15 @@ def main() -> None:
     engine = Engine(engine_args, stage.ledger_path, default_temperature=sampling.temperature,
                     default_max_tokens=sampling.max_tokens, description="notes")  # fmt: skip
     case_reports = iter_case_reports(source, scan, **reading)
-    run_requests(engine, synthesis.requests(case_reports), synthesis.on_result, total=scan.count)
+    summary = run_requests(engine, synthesis.requests(case_reports), synthesis.on_result, total=scan.count)
     if engine_args.dry_run:
         return
 
     # 3. Default config = usable notes; annotated = every row with its flag. Card last.
     configs, entries = stage.write_configs(note_configs(stage.rows()), drops=synthesis.drops)
-    provenance = teacher_provenance(engine_args, sampling, prompts.NOTE_PROMPT_HASH, source, data_args.seed)
+    provenance = teacher_provenance(
+        engine_args, sampling, prompts.NOTE_PROMPT_HASH, source, data_args.seed, summary=summary
+    )
     provenance["max_tokens"] = f"min({sampling.max_tokens}, {data_args.context_length} - prompt tokens)"
     facts = CardFacts(
         stage="notes",

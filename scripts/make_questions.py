@@ -63,7 +63,7 @@ def main() -> None:
     )
     engine = Engine(engine_args, stage.ledger_path, default_temperature=sampling.temperature,
                     default_max_tokens=sampling.max_tokens, description="questions")  # fmt: skip
-    run_requests(engine, bootstrap.requests(), bootstrap.on_result, total=notes.num_rows)
+    summary = run_requests(engine, bootstrap.requests(), bootstrap.on_result, total=notes.num_rows)
     if engine_args.dry_run:
         return
 
@@ -84,7 +84,9 @@ def main() -> None:
         unit_in="notes",
         drops=bootstrap.drops,
         provenance={
-            **teacher_provenance(engine_args, sampling, prompts.QUESTION_PROMPT_HASH, source, data_args.seed),
+            **teacher_provenance(
+                engine_args, sampling, prompts.QUESTION_PROMPT_HASH, source, data_args.seed, summary=summary
+            ),
             "dedup_threshold": data_args.dedup_threshold,
             "examples_per_request": f"{data_args.num_seed_examples} seed + up to {data_args.num_pool_examples} pool",
             "pool_sizes": pools,

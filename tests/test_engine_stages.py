@@ -113,6 +113,17 @@ def test_questions_rerun_with_another_teacher_sends_new_requests(scripts):
     assert len(server.billing) == start
 
 
+def test_questions_card_states_batch_rounds_and_the_frozen_pool(scripts):
+    """Batch mode changes what the growing pool can show; the card must say so."""
+    out = scripts.tmp / "questions-batch"
+    scripts.ok("questions", "--backend", "batch", "--batch_round_size", "3", "--questions_dir", str(out))
+    card = (out / "README.md").read_text()
+    assert "batch_rounds: 2" in card and "frozen within a round" in card
+    sync_card = scripts.tmp / "questions" / "README.md"
+    if sync_card.exists():
+        assert "batch_rounds" not in sync_card.read_text()
+
+
 def test_budget_cap_exits_in_one_line_and_a_higher_cap_resumes(scripts):
     out = scripts.tmp / "notes-capped"
     prices = [

@@ -86,9 +86,16 @@ def check_teacher_stage(stage: DatasetStage, inputs: list[Provenance], data_args
     )
 
 
-def teacher_provenance(engine_args, sampling, prompt_hash: str, source: str, seed: int) -> dict[str, Any]:
-    """What the card records about the teacher of a stage (the endpoint without credentials)."""
+def teacher_provenance(
+    engine_args, sampling, prompt_hash: str, source: str, seed: int, *, summary=None
+) -> dict[str, Any]:
+    """What the card records about the teacher of a stage (the endpoint without credentials).
+
+    ``summary`` (the engine's run summary) adds how the requests ran: backend, batch rounds
+    and the pool policy they imply, and the run's cost.
+    """
     return {
+        **(summary.card_facts() if summary is not None else {}),
         "teacher_model": engine_args.model,
         "base_url": redact_url(resolve_base_url(engine_args)),
         "prompt_hash": prompt_hash,
