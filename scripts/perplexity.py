@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import logging
 
-from trl import TrlParser
-
 from asclepius.data.corpus import load_texts
 from asclepius.errors import run_stage
 from asclepius.evaluation.perplexity import (
@@ -26,6 +24,7 @@ from asclepius.evaluation.perplexity import (
     score_pairs,
     write_plot,
 )
+from asclepius.recipes import parse_recipe
 from asclepius.stage import StageFolder, classify
 from asclepius.stage.cards import PAPER_CITATION, render_card
 from asclepius.stage.files import atomic_write_text, size_category, today
@@ -34,7 +33,7 @@ logger = logging.getLogger("perplexity")
 
 
 def main() -> None:
-    (args,) = TrlParser((PerplexityArguments,)).parse_args_and_config()
+    (args,) = parse_recipe(PerplexityArguments)
     args: PerplexityArguments
     args.check_required()
     corpora = args.named_corpora()

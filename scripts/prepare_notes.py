@@ -17,8 +17,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from trl import TrlParser
-
 from asclepius.data.cards import CardFacts, render_card
 from asclepius.data.corpus import (
     CORPUS_COLUMNS,
@@ -31,12 +29,13 @@ from asclepius.data.corpus import (
 )
 from asclepius.data.stage import DatasetStage
 from asclepius.errors import run_stage
+from asclepius.recipes import parse_recipe
 
 logger = logging.getLogger("prepare_notes")
 
 
 def main() -> None:
-    (args,) = TrlParser((CorpusArguments,)).parse_args_and_config()
+    (args,) = parse_recipe(CorpusArguments)
     args: CorpusArguments
     args.check_required()
 
