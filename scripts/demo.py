@@ -62,7 +62,9 @@ def main() -> None:
         if options.model == "tiny":
             logger.info("the teacher is the tiny random model: it writes nonsense, expect most rows filtered")
         else:
-            logger.info("the teacher is SmolLM2-135M: fluent, note-like, and it invents facts")
+            logger.info(
+                "the teacher is SmolLM2-135M: readable English, rarely a real note, and it invents facts"
+            )
         with serve_model(options.teacher, log_file=_log_file(logs, "teacher")) as teacher_url:
             steps = plan(options, teacher_url)
             # 3-5. Every stage, in order, as the command a user would type.

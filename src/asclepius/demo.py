@@ -364,7 +364,10 @@ def teacher_lines(out: Path) -> list[str]:
     from asclepius.data.filters import ungrounded_values
     from asclepius.data.loading import load_any
 
-    lines = ["", "The teacher (SmolLM2-135M) writes fluent, note-like text and INVENTS FACTS:"]
+    lines = [
+        "",
+        "The teacher (SmolLM2-135M) writes readable English, often not a note at all, and INVENTS FACTS:",
+    ]
     notes = load_any(str(out / "notes"), "annotated")["train"]
     written = [row for row in notes if row["note"]]
     if not written:
