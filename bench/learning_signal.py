@@ -181,13 +181,15 @@ def main() -> int:
     base = build_smol_model(args.base)
     work = Path(args.work_dir)
     timings = {}
+    # A finished stage folder is reused, so the SFT folder is named by its length.
+    sft_dir = work / f"sft-{sft_steps}steps"
     timings["cpt"] = run_stage(
         "pretrain.py", "recipes/smol/pretrain/config_full.yaml", "--model_name_or_path", base,
         "--dataset_name", DATASET, "--output_dir", work / "cpt", "--learning_signal", "false",
     )  # fmt: skip
     timings["sft"] = run_stage(
         "sft.py", "recipes/smol/sft/config_full.yaml", "--model_name_or_path", work / "cpt",
-        "--dataset_name", DATASET, "--output_dir", work / "sft", "--learning_signal", "false",
+        "--dataset_name", DATASET, "--output_dir", sft_dir, "--learning_signal", "false",
         "--max_steps", sft_steps,
     )  # fmt: skip
 
@@ -197,7 +199,7 @@ def main() -> int:
     real_notes, real_source = read_real_notes(args.real_notes, notes, train_notes)
     rows = test.select(range(min(max_rows, test.num_rows)))
     tokenizer = load_tokenizer(str(base))
-    models = {"base": base, "cpt": work / "cpt", "sft": work / "sft"}
+    models = {"base": base, "cpt": work / "cpt", "sft": sft_dir}
     eval_start = time.perf_counter()
     scores = evaluate(models, tokenizer, notes, real_notes, rows, args.max_new_tokens)
     timings["eval"] = time.perf_counter() - eval_start
