@@ -78,6 +78,19 @@ def test_restricted_corpora_are_marked_and_never_pushed_publicly(tmp_path, monke
     assert "public" in message and not (tmp_path / "o2" / "README.md").exists()
 
 
+def test_restricted_corpus_keeps_its_declared_licence(tmp_path, monkeypatch):
+    """An institution's notes are restricted under their own licence, not PhysioNet's."""
+    source = tmp_path / "notes.csv"
+    pd.DataFrame(NOTES).to_csv(source, index=False)
+    out = tmp_path / "clinic"
+    prepare(["--input", str(source), "--text_column", "body", "--source", "clinic", "--source_license",
+             "cc-by-nc-4.0", "--source_restricted", "true", "--output_dir", str(out)], monkeypatch)  # fmt: skip
+    card = (out / "README.md").read_text()
+    assert "license: cc-by-nc-4.0" in card and "physionet" not in card.lower()
+    provenance = classify(str(out))
+    assert provenance.restricted and provenance.license == "cc-by-nc-4.0"
+
+
 def test_mimic_layout_is_restricted_whatever_is_stated(tmp_path, monkeypatch):
     source = tmp_path / "export.csv"
     pd.DataFrame([{"ROW_ID": 1, "SUBJECT_ID": 5, "HADM_ID": 7, "CHARTDATE": "2100-01-01", "CATEGORY": "Discharge summary",

@@ -55,6 +55,11 @@ MIMIC_LICENSE_TEXT = (
     "this dataset must stay private."
 )
 
+RESTRICTED_LICENSE_TEXT = (
+    "`{license}`, declared by the user for a restricted (credentialed) source: this dataset must stay "
+    "private, and its notes go to allowed endpoints only."
+)
+
 UNKNOWN_LICENSE_TEXT = (
     "Unknown: the licence of the source was not declared ({reason}). Until it is, this dataset is "
     "treated as restricted: it is not pushed to public repositories, and its notes go to allowed endpoints only."
@@ -209,7 +214,7 @@ def render_card(output_dir: Path, facts: CardFacts) -> Path:
     tags = ["clinical", "medical", "asclepius"]
     if facts.synthetic:
         tags.insert(0, "synthetic")
-    if source.mimic_derived:
+    if source.physionet:
         tags += ["mimic", "private"]
     elif source.restricted:
         tags += ["private"]
@@ -240,8 +245,10 @@ def render_card(output_dir: Path, facts: CardFacts) -> Path:
         if "annotated" in facts.configs
         else ""
     )
-    if source.mimic_derived:
+    if source.physionet:
         license_text = MIMIC_LICENSE_TEXT
+    elif source.mimic_derived:
+        license_text = RESTRICTED_LICENSE_TEXT.format(license=source.license)
     elif source.status == UNKNOWN:
         license_text = UNKNOWN_LICENSE_TEXT.format(reason=source.reason)
     else:
@@ -253,7 +260,8 @@ def render_card(output_dir: Path, facts: CardFacts) -> Path:
     context = {
         "pretty_name": facts.pretty_name,
         "summary": facts.summary,
-        "mimic_derived": source.mimic_derived,
+        "mimic_derived": source.physionet,
+        "restricted": source.mimic_derived,
         "usage_path": facts.hub_dataset_id or str(output_dir),
         "extra_configs": config_names[1:],
         "configs_rows": configs_rows,

@@ -67,12 +67,17 @@ class Provenance:
         """Credentialed for certain (MIMIC or another PhysioNet source), not merely unknown."""
         return self.status == RESTRICTED
 
+    @property
+    def physionet(self) -> bool:
+        """Restricted under PhysioNet's licence (MIMIC), not under a licence the user declared."""
+        return self.status == RESTRICTED and self.license in (None, MIMIC_LICENSE)
+
     def describe(self) -> str:
         return f"{self.source or 'input'} is {self.status} ({self.reason})"
 
     def card_license(self, default: str | None = None) -> dict[str, str]:
-        """The card's licence fields: PhysioNet's for restricted data, else the known licence."""
-        if self.mimic_derived:
+        """The card's licence fields: PhysioNet's for MIMIC data, else the known (declared) licence."""
+        if self.physionet:
             return {
                 "license": MIMIC_LICENSE,
                 "license_name": MIMIC_LICENSE_NAME,
@@ -86,7 +91,10 @@ class Provenance:
         return fields
 
 
-def restricted(source: str, reason: str) -> Provenance:
+def restricted(source: str, reason: str, license: str | None = None) -> Provenance:
+    """Restricted data: under PhysioNet's licence unless the user declared its own (an institution's notes)."""
+    if license and license != MIMIC_LICENSE:
+        return Provenance(RESTRICTED, reason, str(source), license)
     return Provenance(RESTRICTED, reason, str(source), MIMIC_LICENSE, MIMIC_LICENSE_NAME, MIMIC_LICENSE_LINK)
 
 
@@ -104,7 +112,7 @@ def declare_source(
     if found is not None:
         return replace(found, source=source)
     if restricted_source:
-        return restricted(source, "declared restricted by the user")
+        return restricted(source, "declared restricted by the user", license)
     if license:
         return Provenance(PUBLIC, f"licence {license} declared by the user", source, license)
     return Provenance(UNKNOWN, "no card of this project and no declared licence", source)
@@ -177,6 +185,7 @@ def mark(output_dir: str | os.PathLike, provenance: Provenance) -> None:
         "status": provenance.status,
         "reason": provenance.reason,
         "mimic_derived": provenance.restricted,
+        "license": provenance.license,
     }
     atomic_write_text(work_dir(output_dir) / MARKER_NAME, json.dumps(payload) + "\n")
 
@@ -225,14 +234,17 @@ def _folder_says(folder: Path) -> Provenance | None:
             return Provenance(UNKNOWN, f"{marker} is unreadable", str(folder))
         status = payload.get("status") or (RESTRICTED if payload.get("mimic_derived") else PUBLIC)
         if status == RESTRICTED:
-            return restricted(str(folder), f"{folder} is marked restricted")
+            return restricted(str(folder), f"{folder} is marked restricted", payload.get("license"))
         if status == UNKNOWN:
             return Provenance(UNKNOWN, f"{folder} is marked unknown ({payload.get('reason')})", str(folder))
     if (folder / CARD_NAME).is_file():
         metadata = read_card_metadata(folder)
         tags = [str(tag).lower() for tag in metadata.get("tags") or []]
-        if metadata.get("mimic_derived") or "mimic" in tags or metadata.get(CARD_KEY) == RESTRICTED:
+        if "mimic" in tags:
             return restricted(str(folder), f"the card of {folder} says MIMIC-derived")
+        if metadata.get("mimic_derived") or metadata.get(CARD_KEY) == RESTRICTED:
+            # Restricted under its own declared licence (an institution's notes), or PhysioNet's.
+            return restricted(str(folder), f"the card of {folder} says restricted", metadata.get("license"))
         if metadata.get(CARD_KEY) == UNKNOWN:
             return Provenance(UNKNOWN, f"the card of {folder} says unknown provenance", str(folder))
     return None
