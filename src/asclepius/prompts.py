@@ -102,7 +102,8 @@ Answer directly: do not describe yourself, do not decline, do not ask a question
 # --- LLM judge: the paper's 1-4 rubric ----------------------------------------------
 JUDGE_SYSTEM_PROMPT = "You are an attending physician grading answers to questions about clinical notes."
 
-JUDGE_PROMPT = """You will grade {num_candidates} candidate answers to an instruction about a discharge summary.
+# Shared by both judge styles: the note, the instruction, the candidates and the rubric.
+_JUDGE_TASK = """You will grade {num_candidates} candidate answers to an instruction about a discharge summary.
 
 [Discharge Summary Begin]
 {note}
@@ -120,37 +121,27 @@ Then grade each candidate on this scale:
 2 (Poor): leaves out significant content that the answer needs.
 3 (Satisfactory): leaves out only minor content.
 4 (Excellent): contains all the content the answer needs, or correctly says that the instruction cannot be answered.
+"""
 
+JUDGE_PROMPT = (
+    _JUDGE_TASK
+    + """
 Reply format: the FIRST line must hold only the {num_candidates} scores, in the order {labels}, separated by single spaces (for example "{example}"). After that line, explain your grading.
 """
+)
 
 JUDGE_CANDIDATE = "[Answer {label} Begin]\n{answer}\n[Answer {label} End]"
 
 # judge_style paper: the original judge's instructions (in our words): the same rubric,
 # each answer scored independently of the others, and a reply of the scores alone (no
 # explanation), which is what made a 2048-token budget and a single try enough.
-JUDGE_PAPER_PROMPT = """You will grade {num_candidates} candidate answers to an instruction about a discharge summary.
-
-[Discharge Summary Begin]
-{note}
-[Discharge Summary End]
-
-[Instruction Begin]
-{question}
-[Instruction End]
-
-{candidates}
-
-First, work out your own answer to the instruction from the discharge summary.
-Then grade each candidate on this scale:
-1 (Unacceptable): contains any incorrect or irrelevant content, or fails to say that an unanswerable instruction cannot be answered.
-2 (Poor): leaves out significant content that the answer needs.
-3 (Satisfactory): leaves out only minor content.
-4 (Excellent): contains all the content the answer needs, or correctly says that the instruction cannot be answered.
-Grade every answer on its own against your answer, independently of the other candidates: the order they are shown in and how good the others are must not change its score.
+JUDGE_PAPER_PROMPT = (
+    _JUDGE_TASK
+    + """Grade every answer on its own against your answer, independently of the other candidates: the order they are shown in and how good the others are must not change its score.
 
 Reply with the scores only: the first line holds the {num_candidates} scores alone, in the order {labels}, separated by single spaces (for example "{example}"), with no other word or symbol. Do not explain them.
 """
+)
 
 # Sent after a judge reply whose first line could not be read as the scores.
 JUDGE_REPAIR_PROMPT = """Your previous reply could not be read (attempt {attempt} of {max_attempts}): its first line must hold exactly {num_candidates} scores from 1 to 4, in the order {labels}, separated by single spaces, and nothing else (for example "{example}").
