@@ -46,6 +46,18 @@ def test_a_second_open_names_the_holder_and_a_dead_holders_lock_is_taken_over(tm
     assert not lock.exists()
 
 
+def test_a_lock_being_written_right_now_is_not_taken_for_a_stale_one(tmp_path):
+    """An empty lock file a few ms old is a run that is starting, not a dead one."""
+    lock = tmp_path / "out" / ".asclepius" / "lock.json"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("", encoding="utf-8")
+    with pytest.raises(InputError, match="another run is starting"):
+        StageFolder.open(tmp_path / "out")
+    old = time.time() - 60
+    os.utime(lock, (old, old))  # an empty lock left long ago by a crash: taken over
+    StageFolder.open(tmp_path / "out").lock.release()
+
+
 def test_two_runs_on_one_folder_the_second_exits_at_once_and_a_killed_runs_lock_is_taken_over(tmp_path):
     env = script_env(tmp_path)
     output = tmp_path / "notes"

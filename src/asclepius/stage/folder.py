@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,11 @@ class FolderLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self.holder()
+                if not holder and self._young():
+                    # Created this instant by a run that has not written its name yet: in use.
+                    raise InputError(
+                        self.folder, "another run is starting on this folder; wait for it"
+                    ) from None
                 if holder and not self._stale(holder):
                     raise InputError(
                         self.folder,
@@ -115,6 +121,12 @@ class FolderLock:
             atexit.register(self.release)
             return
         raise InputError(self.folder, f"could not take the lock {self.path}; another run is starting")
+
+    def _young(self, seconds: float = 10.0) -> bool:
+        try:
+            return time.time() - self.path.stat().st_mtime < seconds
+        except OSError:
+            return False
 
     def _stale(self, holder: dict) -> bool:
         if holder.get("host") != socket.gethostname():
