@@ -22,7 +22,7 @@ from asclepius.evaluation.judging import (
     run_judge,
     score_rows,
 )
-from asclepius.evaluation.report import build_results
+from asclepius.evaluation.report import build_results, render_markdown
 from asclepius.tasks import TASKS
 from asclepius.testing.openai_server import OpenAIServer
 
@@ -244,6 +244,14 @@ def test_tiny_model_judge_gives_missing_judgements(tiny_serve, answer_folders, t
     )
     assert results["missing"]["rate"] == 1.0 and results["missing"]["judge_calls"] == 3
     assert results["models"]["gold"]["mean_score"] is None and results["models"]["gold"]["n_items"] == 0
+    # The report says so in words and shows what needs no judge, not tables of n/a.
+    meta = {"judge_model": "tiny", "prompt_hash": "x", "judge_temperature": 0.0, "items": 3,
+            "num_shuffles": 1, "shuffle_seed": 0}  # fmt: skip
+    markdown = render_markdown(results, meta)
+    assert "no readable judgement" in markdown and "ROUGE-L (95% CI)" in markdown
+    table_rows = [line for line in markdown.splitlines() if line.startswith("| ") and "---" not in line]
+    assert table_rows and not any(set(line.split("|")[2:-1]) <= {" n/a ", " - "} for line in table_rows)
+    assert "### Score distribution" not in markdown and "Pairwise win rates" not in markdown
 
 
 def test_judge_arguments_override_the_endpoint_but_keep_pacing():

@@ -88,7 +88,13 @@ def test_rouge_l_and_lengths():
     result = statistics.rouge_l(
         ["the patient had pneumonia", "fever", None], ["the patient had pneumonia", "cough", "x"]
     )
-    assert result == {"rouge_l": 0.5, "n": 2}
+    assert result["rouge_l"] == 0.5 and result["n"] == 2  # the row without a reference is left out
+    assert result["ci95"] == [0.0, 1.0]  # two items, 1.0 and 0.0: every resample mean lies in [0, 1]
+    # A non-answer scores 0: answering one of two items is not as good as answering both.
+    both = statistics.rouge_l(["fever", "cough"], ["fever", "cough"])
+    one = statistics.rouge_l(["fever", "cough"], ["fever", ""])
+    assert both["rouge_l"] == 1.0 and one["rouge_l"] == 0.5 and one["n"] == 2
+    assert statistics.rouge_l([None], ["x"]) == {"rouge_l": None, "ci95": [None, None], "n": 0}
     lengths = statistics.answer_lengths(["one two three", None, "one"])
     assert lengths == {"mean_words": 2.0, "median_words": 2.0, "answered": 2, "no_answer": 1}
 

@@ -426,22 +426,20 @@ def heldout_answer_lines(out: Path) -> list[str]:
 
 def rouge_lines(out: Path) -> list[str]:
     """ROUGE-L F1 against the reference answers per model, with a 95% bootstrap interval over questions."""
-    from rouge_score import rouge_scorer
+    from asclepius.evaluation.statistics import rouge_l
 
-    from asclepius.evaluation.statistics import bootstrap_ci
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"])
     lines = []
     for name in EVALUATED:
         answers = _answers(out, name)
         if answers is None or "answer" not in answers.column_names:
             continue
-        values = [
-            scorer.score(ref, gen or "")["rougeL"].fmeasure
-            for ref, gen in zip(answers["answer"], answers["generated"])
-        ]
-        mean, low, high = bootstrap_ci(values)
-        lines.append(f"ROUGE-L {name:<9} {mean:.3f} (95% CI {low:.3f}-{high:.3f}, n={len(values)})")
+        rouge = rouge_l(answers["answer"], answers["generated"])
+        if rouge["rouge_l"] is None:
+            continue
+        low, high = rouge["ci95"]
+        lines.append(
+            f"ROUGE-L {name:<9} {rouge['rouge_l']:.3f} (95% CI {low:.3f}-{high:.3f}, n={rouge['n']})"
+        )
     return lines
 
 

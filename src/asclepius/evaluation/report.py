@@ -91,9 +91,9 @@ def _results_of(frame, items, models, *, bootstrap_samples: int, bootstrap_seed:
 def _rouge(model: str, references, answers) -> dict[str, Any]:
     """ROUGE-L F1 against the references; none for the references themselves (it would be 1.0)."""
     if model == "reference":
-        return {"rougeL": None, "rougeL_n": 0}
+        return {"rougeL": None, "rougeL_ci95": [None, None], "rougeL_n": 0}
     rouge = statistics.rouge_l(references, answers)
-    return {"rougeL": rouge["rouge_l"], "rougeL_n": rouge["n"]}
+    return {"rougeL": rouge["rouge_l"], "rougeL_ci95": rouge["ci95"], "rougeL_n": rouge["n"]}
 
 
 def write_results_json(output_dir: str | os.PathLike, results: Mapping[str, Any]) -> Path:
@@ -213,12 +213,19 @@ def render_markdown(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
         f"Intervals: 95% bootstrap over items ({results['bootstrap']['samples']} resamples, seed "
         f"{results['bootstrap']['seed']}).",
         "",
-        *_model_table(results),
-        "",
-        "### Score distribution",
-        "",
-        *_distribution_table(results),
     ]
+    if not any(m["n_items"] for m in results["models"].values()):
+        # Nothing to show but n/a: say so in one sentence and keep the numbers that exist.
+        missing = results["missing"]
+        lines += [
+            f"**The judge gave no readable judgement** ({missing['missing']} of {missing['judge_calls']} replies "
+            "could not be read as scores), so there are no judge scores: the score tables are left out rather "
+            "than filled with n/a. What can be measured without the judge:",
+            "",
+            *_reference_table(results),
+        ]
+        return "\n".join(lines + _missing_section(results) + _paper_style_table(results)) + "\n"
+    lines += [*_model_table(results), "", "### Score distribution", "", *_distribution_table(results)]
     lines += _task_table(results, "### By task (mean, 95% CI)")
     lines += _win_table(results, "### Pairwise win rates (row vs column, ties count half)")
     for source, part in (results.get("by_source") or {}).items():
@@ -226,17 +233,9 @@ def render_markdown(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
         lines += ["", f"#### Source `{source}`: score distribution", "", *_distribution_table(part)]
         lines += _task_table(part, f"#### Source `{source}` by task")
         lines += _win_table(part, f"#### Source `{source}`: pairwise win rates")
-    missing, bias = results["missing"], results["position_bias"]
-    reasons = ", ".join(f"{k}: {v}" for k, v in missing["by_reason"].items()) or "none"
+    bias = results["position_bias"]
+    lines += _missing_section(results)
     lines += [
-        "",
-        "### Missing judgements",
-        "",
-        f"{missing['missing']} of {missing['judge_calls']} judge calls gave no readable scores "
-        f"(rate {_fmt(missing['rate'])}; {reasons}). Missing judgements are left out of every mean, never scored. "
-        "A candidate that gave no answer (failed or empty) is not judged and counts 1 (Unacceptable) on that item "
-        "in the mean score, its interval, the win rates and the model-index; the answer rate and the mean over "
-        "answered items are shown beside it.",
         "",
         "### Position bias",
         "",
@@ -272,6 +271,41 @@ def render_markdown(results: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _missing_section(results: Mapping[str, Any]) -> list[str]:
+    missing = results["missing"]
+    reasons = ", ".join(f"{k}: {v}" for k, v in missing["by_reason"].items()) or "none"
+    return [
+        "",
+        "### Missing judgements",
+        "",
+        f"{missing['missing']} of {missing['judge_calls']} judge calls gave no readable scores "
+        f"(rate {_fmt(missing['rate'])}; {reasons}). Missing judgements are left out of every mean, never scored. "
+        "A candidate that gave no answer (failed or empty) is not judged and counts 1 (Unacceptable) on that item "
+        "in the mean score, its interval, the win rates and the model-index; the answer rate and the mean over "
+        "answered items are shown beside it.",
+    ]
+
+
+def _reference_table(results: Mapping[str, Any]) -> list[str]:
+    """What needs no judge: ROUGE-L against the reference answers (95% CI), answer rate, length."""
+    lines = ["| model | ROUGE-L (95% CI) | n | answer rate | mean words |", "|---|---|---|---|---|"]
+    for model, m in results["models"].items():
+        if model == "reference":
+            continue
+        lines.append(
+            f"| {model} | {_rouge_cell(m)} | {m['rougeL_n']} | {_fmt(m['answer_rate'])} | "
+            f"{_fmt(m['lengths']['mean_words'], 1)} |"
+        )
+    return lines
+
+
+def _rouge_cell(m: Mapping[str, Any]) -> str:
+    if m.get("rougeL") is None:
+        return "-"
+    low, high = m.get("rougeL_ci95") or (None, None)
+    return f"{_fmt(m['rougeL'])} ({_fmt(low)} - {_fmt(high)})"
+
+
 def _paper_style_table(results: Mapping[str, Any]) -> list[str]:
     """Means under the paper's rule (an unreadable judge reply scores 0 for every model of the item)."""
     paper = results.get("paper_style") or {}
@@ -296,7 +330,7 @@ def _paper_style_table(results: Mapping[str, Any]) -> list[str]:
 def _model_table(results: Mapping[str, Any]) -> list[str]:
     lines = [
         "| model | mean score | 95% CI | items | answer rate | mean over answered (95% CI) | missing judgements "
-        "| ROUGE-L | mean words |",
+        "| ROUGE-L (95% CI) | mean words |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for model, m in results["models"].items():
@@ -305,7 +339,7 @@ def _model_table(results: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"| {model} | {_fmt(m['mean_score'])} | {_fmt(low)} - {_fmt(high)} | {m['n_items']} | "
             f"{_fmt(m['answer_rate'])} | {_fmt(m['mean_score_answered'])} ({_fmt(a_low)} - {_fmt(a_high)}) | "
-            f"{m['missing']['missing']}/{m['missing']['judgements']} | {_fmt(m['rougeL'])} | "
+            f"{m['missing']['missing']}/{m['missing']['judgements']} | {_rouge_cell(m)} | "
             f"{_fmt(m['lengths']['mean_words'], 1)} |"
         )
     return lines

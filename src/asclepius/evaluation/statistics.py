@@ -234,17 +234,26 @@ def position_bias(frame: pd.DataFrame) -> dict[str, Any]:
     return result
 
 
-def rouge_l(references: Sequence[str | None], candidates: Sequence[str | None]) -> dict[str, Any]:
-    """Mean ROUGE-L F1 of each answer against its reference, over rows that have both."""
+def rouge_l(
+    references: Sequence[str | None], candidates: Sequence[str | None], *, samples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Mean ROUGE-L F1 of each answer against its reference, with a 95% bootstrap interval over items.
+
+    Items without a reference are left out; an item with a reference but no answer (failed
+    or empty) scores 0, as a non-answer counts against a model in the judge's means too.
+    """
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
     values = [
-        scorer.score(ref, cand)["rougeL"].fmeasure
+        scorer.score(ref, cand)["rougeL"].fmeasure if cand and cand.strip() else 0.0
         for ref, cand in zip(references, candidates)
-        if ref and ref.strip() and cand and cand.strip()
+        if ref and ref.strip()
     ]
-    return {"rouge_l": _num(float(np.mean(values))) if values else None, "n": len(values)}
+    if not values:
+        return {"rouge_l": None, "ci95": [None, None], "n": 0}
+    mean, low, high = bootstrap_ci(values, samples=samples, seed=seed)
+    return {"rouge_l": _num(mean), "ci95": [_num(low), _num(high)], "n": len(values)}
 
 
 def answer_lengths(answers: Sequence[str | None]) -> dict[str, Any]:
