@@ -24,6 +24,10 @@ def test_smol_profile_uses_smol_recipes_teacher_folder_and_caps(tmp_path):
     assert pretrain["model_name_or_path"] == "/models/smol"
     assert pretrain["max_steps"] == str(SMOL_DEFAULTS["pretrain_max_steps"])
     assert _flags(steps["sft"].command)["max_steps"] == str(SMOL_DEFAULTS["sft_max_steps"])
+    # A 135M teacher rarely stops: questions and answers get their own, shorter caps.
+    assert _flags(steps["questions"].command)["max_tokens"] == str(SMOL_DEFAULTS["question_max_tokens"])
+    assert _flags(steps["answers"].command)["max_tokens"] == str(SMOL_DEFAULTS["answer_max_tokens"])
+    assert "max_tokens" not in _flags(steps["notes"].command)
     assert _flags(steps["generate-base"].command)["model"] == "/models/smol"
     judge = _flags(steps["judge"].command)
     assert judge["judge_model"] == str(tmp_path / "teacher") and judge["config"] == "recipes/smol/eval.yaml"
@@ -38,6 +42,7 @@ def test_flags_override_the_smol_defaults_and_tiny_keeps_its_recipes(tmp_path):
     tiny = {step.name: step for step in plan(DemoOptions(output_dir=tmp_path, model="tiny"))}
     assert _flags(tiny["pretrain"].command)["config"] == "recipes/tiny/pretrain/config_full.yaml"
     assert "max_steps" not in _flags(tiny["pretrain"].command)  # the tiny recipe's own length
+    assert "max_tokens" not in _flags(tiny["questions"].command)
     assert _flags(tiny["notes"].command)["model"] == str(tmp_path / "tiny-model")
 
 

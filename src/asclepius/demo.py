@@ -36,10 +36,14 @@ PROFILES = ("smol", "tiny")
 # minutes on 2 CPU cores (SmolLM2 trains at ~100 tokens/s and writes ~11 tokens/s there).
 SMOL_DEFAULTS = {
     "limit": 2,  # case reports sent to the teacher (~30 s per note)
-    "pretrain_max_steps": 4,  # x 2 blocks of 512 tokens: ~4k of the 13.5k training-note tokens
-    "sft_max_steps": 3,  # x 4 rows of ~630 tokens
+    # The teacher rarely stops by itself, so each stage's cap is its time: a question is a
+    # sentence, an answer a few; notes keep the recipe's 256 tokens.
+    "question_max_tokens": 64,
+    "answer_max_tokens": 128,
+    "pretrain_max_steps": 3,  # x 2 blocks of 512 tokens: ~3k of the 13.5k training-note tokens
+    "sft_max_steps": 2,  # x 4 rows of ~630 tokens
     "eval_max_samples": 4,  # held-out questions answered per model, and judged
-    "max_eval_examples": 6,  # held-out rows / notes of the stages' learning-signal check
+    "max_eval_examples": 4,  # held-out rows / notes of the stages' learning-signal check
 }
 
 
@@ -82,6 +86,8 @@ class DemoOptions:
             "sft_max_steps": self.train_max_steps,
             "eval_max_samples": self.eval_max_samples,
             "max_eval_examples": None,
+            "question_max_tokens": None,
+            "answer_max_tokens": None,
         }[name]
         if flag is not None or self.model == "tiny":
             return flag
@@ -144,6 +150,7 @@ def plan(options: DemoOptions, teacher_url: str = "{teacher_url}") -> list[Step]
                 "--output_dir",
                 out / "questions",
                 *teacher,
+                *_flag("max_tokens", options.setting("question_max_tokens")),
             ),
             needs_teacher=True,
         ),
@@ -159,6 +166,7 @@ def plan(options: DemoOptions, teacher_url: str = "{teacher_url}") -> list[Step]
                 "--output_dir",
                 out / "instructions",
                 *teacher,
+                *_flag("max_tokens", options.setting("answer_max_tokens")),
             ),
             needs_teacher=True,
         ),
