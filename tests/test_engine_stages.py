@@ -260,3 +260,37 @@ def test_make_notes_batch_survives_expiry_errors_oversized_files_and_kill_9(tmp_
     notes = rows(tmp_path / "notes")
     assert len({r["patient_id"] for r in notes}) == 12
     assert creates >= 1 and (tmp_path / "notes" / "README.md").exists()
+
+
+@pytest.mark.parametrize(
+    "call, at", [("files.create", 2), ("files.content", 1)], ids=["during-upload", "during-download"]
+)
+def test_make_notes_batch_killed_while_uploading_or_downloading_bills_each_note_once(tmp_path, call, at):
+    """kill -9 through the script at the two moments polling does not cover: a file or a result in transit."""
+    import math
+    import signal
+    import time
+
+    with OpenAIServer(responder=reply, batch_requests_per_poll=3, batch_latency=0.6) as server:
+        scripts = Scripts(tmp_path, server)
+        flags = ["--backend", "batch", "--limit", "12", "--batch_max_requests", "4"]
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "make_notes.py"), "--config", "recipes/tiny/data.yaml",
+             "--base_url", server.base_url, "--model", "teacher-a", "--notes_dir", str(tmp_path / "notes"),
+             "--show_progress", "false", "--batch_poll_seconds", "0.05", *flags],
+            cwd=ROOT, env=scripts.env, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while server.batch.calls[call] < at:
+            assert process.poll() is None and time.monotonic() < deadline, f"ended before {call} #{at}"
+            time.sleep(0.005)
+        time.sleep(0.2)  # inside the server's latency: it acted, the script has not heard back
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert process.returncode == -signal.SIGKILL, "finished before the kill"
+        server.batch.latency = 0.0
+        scripts.ok("notes", *flags)
+        assert server.batch.calls["files.create"] == math.ceil(12 / 4)  # no file uploaded twice
+        assert server.batch.calls["batches.create"] == math.ceil(12 / 4)
+    assert len(server.billing) == 12 and not server.billing.double_billed()
+    assert len({r["patient_id"] for r in rows(tmp_path / "notes")}) == 12
