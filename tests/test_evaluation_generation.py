@@ -169,7 +169,10 @@ def test_generate_script_writes_a_hub_ready_folder(tiny_model_path, tmp_path, mo
     assert truncation["prompts_cut"] == provenance["truncated_prompts"] == 5
     assert truncation["note_tokens_cut"] >= truncation["max_note_tokens_cut"] > 0
     card = (output / "README.md").read_text(encoding="utf-8")
-    assert f"| notes cut to fit the prompt budget | 5 prompts ({truncation['note_tokens_cut']} note tokens" in card
+    assert (
+        f"| notes cut to fit the prompt budget | 5 prompts ({truncation['note_tokens_cut']} note tokens"
+        in card
+    )
     # Rerun: the card is rewritten from the shards, no batch generated again.
     shard_files = {p: p.stat().st_mtime_ns for p in (output / ".asclepius").rglob("batch-*.jsonl")}
     run_script("generate.py", argv, monkeypatch)
