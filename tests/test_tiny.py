@@ -48,3 +48,12 @@ def test_build_is_deterministic_for_a_seed(tmp_path):
         TINY_CONFIG["num_hidden_layers"]
         == AutoModelForCausalLM.from_pretrained(first).config.num_hidden_layers
     )
+
+
+def test_tiny_model_card_says_public(tiny_model_path):
+    """Its card (written last) makes models trained from it pushable; a generic GGUF stays unknown."""
+    from asclepius.stage import classify, read_card_metadata
+
+    metadata = read_card_metadata(tiny_model_path)
+    assert metadata["license"] == "apache-2.0" and metadata["data_provenance"] == "public"
+    assert classify(str(tiny_model_path), kind="model").status == "public"

