@@ -83,6 +83,27 @@ def test_expired_batch_resubmits_only_the_unfinished_requests(tmp_path):
     assert len(server.billing) == 20 and not server.billing.double_billed()
 
 
+@pytest.mark.timeout(120)  # without the bound this test would poll forever
+def test_batches_that_never_finish_stop_after_stalled_expiries_and_sync_finishes_the_rest(tmp_path):
+    # Every batch expires at 40%: 20 -> 12 -> 8 -> 5 -> 3 -> 2 open, then a 2-request remainder
+    # expires with nothing answered, again and again. The run must stop, not poll forever.
+    ledger = tmp_path / "ledger.sqlite"
+    with OpenAIServer(batch_expire_batches=1000, batch_expire_fraction=0.4) as server:
+        engine = batch_engine(server.base_url, ledger, batch_max_stalled_expiries=3)
+        with pytest.raises(InputError, match=r"3 batches in a row expired .* 2 request\(s\) still open"):
+            run(engine, 20)
+        stalled = [b for b in server.batch.batches.values() if not b["_outputs"]]
+        batch_billing = len(server.billing)
+    assert len(stalled) == 3 and all(len(b["_lines"]) == 2 for b in stalled)
+    assert batch_billing == 18  # everything answered was kept, nothing paid twice
+    with sqlite3.connect(ledger) as db:
+        assert db.execute("SELECT COUNT(*) FROM results WHERE status = 'done'").fetchone()[0] == 18
+    with OpenAIServer() as server:  # the one-line advice: finish the rest synchronously
+        results = run(batch_engine(server.base_url, ledger, backend="sync"), 20)
+        assert len(server.billing) == 2 and not server.billing.double_billed()
+    assert all(r.ok for r in results) and sum(r.from_ledger for r in results) == 18
+
+
 def poison_responder(body: dict) -> str:
     if body["messages"][-1]["content"].endswith("number 3"):
         raise RuntimeError("this one always fails")

@@ -171,6 +171,9 @@ class BatchRun:
             dynamic_ncols=True,
         )
         self.states: Counter = Counter()
+        # Batches in a row that expired or were cancelled without answering anything: a provider
+        # that never reaches them would otherwise be polled and resubmitted forever.
+        self.stalled_expiries = 0
         self._started = asyncio.get_event_loop().time()
 
     # --- the stage's side: rounds of requests in, results out in order ------------------
@@ -475,7 +478,23 @@ class BatchRun:
         self.summary.batch_resubmitted += len(resend)
         if resend:
             logger.info("batch %s %s: %d request(s) to submit again", batch.id, batch.status, len(resend))
+        self.check_stalled(batch, answered=len(rows), still_open=len(unsettled))
         return resend
+
+    def check_stalled(self, batch, *, answered: int, still_open: int) -> None:
+        """Stop (everything done kept) after too many expiries in a row that answered nothing."""
+        if batch.status not in ("expired", "cancelled") or answered:
+            self.stalled_expiries = 0
+            return
+        self.stalled_expiries += 1
+        limit = self.args.batch_max_stalled_expiries
+        if self.stalled_expiries >= limit:
+            raise BatchAPIError(
+                f"batch API ({self.engine.endpoint})",
+                f"{limit} batches in a row {batch.status} with nothing answered; {still_open} request(s) "
+                "still open, everything answered is kept in the ledger: rerun the same command to try "
+                "again, or add --backend sync to finish the rest synchronously",
+            )
 
     async def call(self, method, *args, what: str, **kwargs):
         """One Batch API call with the engine's retry policy for 429/5xx/timeouts."""

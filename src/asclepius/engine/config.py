@@ -119,6 +119,14 @@ class EngineArguments:
     batch_poll_seconds: float = field(
         default=30.0, metadata={"help": "Batch backend: seconds between status checks of open batches."}
     )
+    batch_max_stalled_expiries: int = field(
+        default=3,
+        metadata={
+            "help": "Batch backend: stop after this many batches in a row expire or are cancelled with "
+            "nothing answered (a provider that never gets to them); everything done stays in the ledger. "
+            "Rerun to try again, or finish the rest with --backend sync."
+        },
+    )
     batch_completion_window: str = field(
         default="24h", metadata={"help": "Batch backend: completion_window of each batch."}
     )
@@ -142,7 +150,13 @@ class EngineArguments:
         for name in ("max_requests_per_minute", "max_tokens_per_minute", "request_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be > 0, got {getattr(self, name)}")
-        for name in ("max_concurrency", "max_attempts", "batch_max_requests", "batch_max_bytes"):
+        for name in (
+            "max_concurrency",
+            "max_attempts",
+            "batch_max_requests",
+            "batch_max_bytes",
+            "batch_max_stalled_expiries",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.backend not in BACKENDS:

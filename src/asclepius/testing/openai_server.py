@@ -298,6 +298,18 @@ class BatchService:
             "error": None,
         }
 
+    def _expire(self, batch: dict) -> None:
+        for rest in batch["_lines"][batch["_next"] :]:
+            batch["_errors"].append(
+                {
+                    "id": f"batch_req_expired_{batch['_next']}",
+                    "custom_id": rest.get("custom_id"),
+                    "response": None,
+                    "error": {"code": "batch_expired", "message": "This request expired."},
+                }
+            )
+        self._finish(batch, "expired")
+
     def _finish(self, batch: dict, status: str) -> None:
         batch["status"] = status
         batch["output_file_id"] = self._output_file(batch["_outputs"], f"{batch['id']}_output.jsonl")
@@ -317,22 +329,18 @@ class BatchService:
                 lines, counts = batch["_lines"], batch["request_counts"]
                 step = self.requests_per_poll or len(lines)
                 for line in lines[batch["_next"] : batch["_next"] + step]:
+                    # An expiring batch stops once int(fraction * lines) are answered; a small
+                    # remainder (int(...) == 0) expires with nothing done, as a stalled provider does.
+                    if batch["_expire"] and batch["_next"] >= int(self.expire_fraction * len(lines)):
+                        self._expire(batch)
+                        break
                     out = self._answer(line)
                     ok = out["response"]["status_code"] == 200
                     (batch["_outputs"] if ok else batch["_errors"]).append(out)
                     counts["completed" if ok else "failed"] += 1
                     batch["_next"] += 1
-                    if batch["_expire"] and batch["_next"] >= self.expire_fraction * len(lines):
-                        for rest in lines[batch["_next"] :]:
-                            batch["_errors"].append(
-                                {
-                                    "id": f"batch_req_expired_{batch['_next']}",
-                                    "custom_id": rest.get("custom_id"),
-                                    "response": None,
-                                    "error": {"code": "batch_expired", "message": "This request expired."},
-                                }
-                            )
-                        self._finish(batch, "expired")
+                    if batch["_expire"] and batch["_next"] >= int(self.expire_fraction * len(lines)):
+                        self._expire(batch)
                         break
                 else:
                     if batch["_next"] >= len(lines):
