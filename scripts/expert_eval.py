@@ -70,7 +70,10 @@ def import_ratings(args: expert.ImportArguments) -> None:
     if folder.skip_if_finished():
         return
     key = json.loads(key_path.read_text(encoding="utf-8"))
-    ratings = expert.read_ratings(args.ratings, key)
+    ratings = expert.read_ratings(args.ratings, key, allow_incomplete=args.allow_incomplete)
+    if ratings.attrs["unrated_items"]:
+        print(f"--allow_incomplete: {ratings.attrs['unrated_items']} of {ratings.attrs['items']} sheeted items "
+              "are not fully rated; their rated answers are imported, the rest left out")  # fmt: skip
     splits = load_any(args.judgements, "scores")
     judge = next(iter(splits.values())).to_pandas()
     folder.begin()
@@ -79,6 +82,7 @@ def import_ratings(args: expert.ImportArguments) -> None:
         "key": str(key_path),
         "judgements": args.judgements,
         "ratings": list(args.ratings),
+        "unrated_items": ratings.attrs["unrated_items"],
         "date": today(),
     }
     atomic_write_text(folder.path / "results.json", json.dumps(results, indent=2) + "\n")

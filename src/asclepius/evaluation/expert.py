@@ -35,6 +35,8 @@ from asclepius.evaluation.judging import SCORE_NAMES, Item
 from asclepius.stage.files import WORK_DIR_NAME, atomic_write_text
 
 KEY_NAME = "expert_key.json"
+# What the rating app reads: the packet as data (the rubric, the items, a notice for restricted data).
+PACKET_DATA_NAME = "packet.json"
 RATING_FIELDS = ["rater", "item", "item_id", "label", "score", "comment"]
 NO_ANSWER = "(no answer)"
 JUDGE = "judge"
@@ -102,6 +104,12 @@ class ImportArguments:
     output_dir: str | None = field(default=None, metadata={"help": "Folder of the comparison (required)."})
     bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples of items."})
     bootstrap_seed: int = field(default=0, metadata={"help": "Seed of the bootstrap."})
+    allow_incomplete: bool = field(
+        default=False,
+        metadata={
+            "help": "Import the rated answers of an unfinished sheet (default: an unrated item is an error)."
+        },
+    )
     overwrite: bool = field(default=False, metadata={"help": "Rewrite a finished folder."})
 
     def __post_init__(self) -> None:
@@ -180,8 +188,11 @@ def build_packets(items: Sequence[Item], *, raters: int, seed: int) -> tuple[dic
     return packets, key
 
 
-def write_packets(output_dir: Path, packets: dict[int, list[dict]], key: dict) -> list[Path]:
-    """Per rater: packet.md to read, ratings.csv and ratings.jsonl to fill; rubric.md; the key hidden."""
+def write_packets(
+    output_dir: Path, packets: dict[int, list[dict]], key: dict, *, notice: str | None = None
+) -> list[Path]:
+    """Per rater: packet.md to read, ratings.csv and ratings.jsonl to fill, packet.json for the rating
+    app (``notice``: shown on every page, e.g. for restricted data); rubric.md; the key hidden."""
     written = []
     atomic_write_text(output_dir / "rubric.md", RUBRIC)
     for rater, entries in packets.items():
@@ -208,6 +219,10 @@ def write_packets(output_dir: Path, packets: dict[int, list[dict]], key: dict) -
             "".join(json.dumps({**row, "score": None}, ensure_ascii=False) + "\n" for row in rows),
         )
         atomic_write_text(folder / "packet.md", render_packet(rater, entries))
+        packet_data = {"rater": rater, "rubric": RUBRIC, "notice": notice, "items": entries}
+        atomic_write_text(
+            folder / PACKET_DATA_NAME, json.dumps(packet_data, ensure_ascii=False, indent=1) + "\n"
+        )
         written.append(folder)
     atomic_write_text(output_dir / WORK_DIR_NAME / KEY_NAME, json.dumps(key, indent=1) + "\n")
     return written
@@ -242,10 +257,21 @@ def find_key(ratings: Sequence[str], packets: str | None) -> Path:
     raise InputError(where, f"no blinding key ({WORK_DIR_NAME}/{KEY_NAME}); pass --packets EXPORT_DIR")
 
 
-def read_ratings(paths: Sequence[str], key: dict) -> pd.DataFrame:
-    """Every rating, validated and unblinded: rater, item_id, task, source, model, answered, score."""
+def read_ratings(paths: Sequence[str], key: dict, *, allow_incomplete: bool = False) -> pd.DataFrame:
+    """Every rating, validated and unblinded: rater, item_id, task, source, model, answered, score.
+
+    An unrated answer (empty score, or its row missing) is an error naming the first such
+    item, unless ``allow_incomplete``: then the rated answers are kept and
+    ``frame.attrs["unrated_items"]`` / ``["items"]`` count what was left out and what was sheeted.
+    """
     entries = {(e["rater"], e["item_id"]): e for e in key["entries"]}
+    numbers: dict[tuple[int, str], int] = {}  # (rater, item_id) -> the item's number in that rater's packet
+    per_rater: dict[int, int] = defaultdict(int)
+    for e in key["entries"]:
+        per_rater[e["rater"]] += 1
+        numbers[(e["rater"], e["item_id"])] = per_rater[e["rater"]]
     seen: dict[tuple[int, str, str], str] = {}
+    unrated: list[tuple[int, str, str, str, int | None]] = []  # rater, item_id, label, path, row
     rows = []
     for path in paths:
         for row_number, record in _records(path):
@@ -269,12 +295,6 @@ def read_ratings(paths: Sequence[str], key: dict) -> pd.DataFrame:
                     row=row_number,
                     field="label",
                 )
-            score = record.get("score")
-            if score is None or str(score).strip() == "":
-                raise InputError(path, "missing score (an integer 1-4)", row=row_number, field="score")
-            score = _integer(path, score, row_number, "score")
-            if score not in statistics.SCORES:
-                raise InputError(path, f"score {score} out of range 1-4", row=row_number, field="score")
             unit = (rater, entry["item_id"], label)
             if unit in seen:
                 raise InputError(
@@ -284,6 +304,13 @@ def read_ratings(paths: Sequence[str], key: dict) -> pd.DataFrame:
                     field="label",
                 )
             seen[unit] = f"{path} row {row_number}"
+            score = record.get("score")
+            if score is None or str(score).strip() == "":
+                unrated.append((*unit, path, row_number))
+                continue
+            score = _integer(path, score, row_number, "score")
+            if score not in statistics.SCORES:
+                raise InputError(path, f"score {score} out of range 1-4", row=row_number, field="score")
             target = entry["labels"][label]
             rows.append({"rater": f"rater_{rater}", "item_id": entry["item_id"], "task": entry["task"],
                          "source": entry["source"], "model": target["model"], "answered": target["answered"],
@@ -293,14 +320,25 @@ def read_ratings(paths: Sequence[str], key: dict) -> pd.DataFrame:
         if entry["rater"] in raters:
             for label in entry["labels"]:
                 if (entry["rater"], entry["item_id"], label) not in seen:
-                    raise InputError(
-                        paths[0],
-                        f"rater {entry['rater']} has no score for answer {label} of item {entry['item_id']}",
-                        field="score",
-                    )
+                    unrated.append((entry["rater"], entry["item_id"], label, paths[0], None))
+    sheeted = {(rater, item_id) for rater, item_id, _ in seen} | {(u[0], u[1]) for u in unrated}
+    incomplete = {(rater, item_id) for rater, item_id, *_ in unrated}
+    if unrated and not allow_incomplete:
+        rater, item_id, label, path, row = min(unrated, key=lambda u: (u[0], numbers[(u[0], u[1])]))
+        rated = len({unit for unit in sheeted if unit[0] == rater} - incomplete)
+        total = per_rater[rater]
+        raise InputError(
+            path,
+            f"missing score: rater {rater} has not rated item {numbers[(rater, item_id)]} ({item_id}, answer "
+            f"{label}); {rated} of {total} items rated. Finish it, or pass --allow_incomplete",
+            row=row,
+            field="score",
+        )
     if not rows:
         raise InputError(paths[0], "no ratings")
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs.update(unrated_items=len(incomplete), items=len(sheeted))
+    return frame
 
 
 def _records(path: str):
