@@ -30,32 +30,108 @@ def wait_for(path, process) -> None:
         time.sleep(0.05)
 
 
-def test_a_second_open_names_the_holder_and_a_dead_holders_lock_is_taken_over(tmp_path):
+CONTENDER = """
+import sys, time
+from pathlib import Path
+from asclepius.errors import InputError
+from asclepius.stage import StageFolder
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.01)
+try:
+    folder = StageFolder.open(sys.argv[1])
+except InputError as error:
+    print("refused", error, flush=True)
+    sys.exit(0)
+print("won", flush=True)
+sys.stdin.read()  # hold the lock until the test has heard from every contender
+"""
+
+
+def contenders(folder, go, count: int) -> list[subprocess.Popen]:
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", CONTENDER, str(folder), str(go)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(count)
+    ]
+
+
+def test_a_second_open_names_the_holder_and_a_dead_holders_record_does_not_hold_the_folder(tmp_path):
     folder = StageFolder.open(tmp_path / "out")
     with pytest.raises(InputError, match=f"in use by pid {os.getpid()}"):
         StageFolder.open(tmp_path / "out")
     folder.lock.release()
     lock = tmp_path / "out" / ".asclepius" / "lock.json"
+    assert not lock.exists()
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    holder = {"pid": int(dead.stdout), "host": os.uname().nodename, "started": "then"}
     lock.parent.mkdir(parents=True)  # the release left no empty folder behind
-    lock.write_text(json.dumps(holder), encoding="utf-8")
-    StageFolder.open(tmp_path / "out").lock.release()  # taken over: that pid is gone
-    assert not lock.exists()
-
-
-def test_a_lock_being_written_right_now_is_not_taken_for_a_stale_one(tmp_path):
-    """An empty lock file a few ms old is a run that is starting, not a dead one."""
-    lock = tmp_path / "out" / ".asclepius" / "lock.json"
+    lock.write_text(json.dumps({"pid": int(dead.stdout), "host": os.uname().nodename}), encoding="utf-8")
+    StageFolder.open(tmp_path / "out").lock.release()  # a record is no lock: only the OS's lock is
     lock.parent.mkdir(parents=True)
-    lock.write_text("", encoding="utf-8")
-    with pytest.raises(InputError, match="another run is starting"):
-        StageFolder.open(tmp_path / "out")
-    old = time.time() - 60
-    os.utime(lock, (old, old))  # an empty lock left long ago by a crash: taken over
+    lock.write_text("", encoding="utf-8")  # an empty record (a run killed while starting)
     StageFolder.open(tmp_path / "out").lock.release()
+
+
+@pytest.mark.parametrize("stale_record", [False, True])
+def test_processes_racing_for_one_folder_exactly_one_wins(tmp_path, stale_record):
+    """The old lock let two contenders both replace a stale holder's record; the OS lock cannot."""
+    folder, go = tmp_path / "out", tmp_path / "go"
+    if stale_record:
+        (folder / ".asclepius").mkdir(parents=True)
+        (folder / ".asclepius" / "lock.json").write_text(
+            json.dumps({"pid": 999999999, "host": os.uname().nodename})
+        )
+    processes = contenders(folder, go, 4)
+    go.touch()
+    outcomes = [process.stdout.readline().split()[0] for process in processes]  # each has tried once
+    for process in processes:
+        process.communicate("")
+    assert sorted(outcomes) == ["refused", "refused", "refused", "won"], outcomes
+
+
+def test_a_sigkilled_holders_lock_is_released_by_the_os(tmp_path):
+    folder, go = tmp_path / "out", tmp_path / "go"
+    go.touch()
+    (holder,) = contenders(folder, go, 1)
+    assert holder.stdout.readline().strip() == "won"
+    with pytest.raises(InputError, match=f"in use by pid {holder.pid}"):
+        StageFolder.open(folder)
+    holder.send_signal(signal.SIGKILL)
+    holder.communicate()
+    assert (folder / ".asclepius" / "lock.json").exists()  # the record stays; the lock does not
+    taken = StageFolder.open(folder)
+    assert json.loads((folder / ".asclepius" / "lock.json").read_text())["pid"] == os.getpid()
+    taken.lock.release()
+
+
+def test_only_the_launchers_rank_0_takes_the_lock(tmp_path, monkeypatch):
+    """Under accelerate/torchrun, RANK numbers the processes even when the Trainer sees no process group."""
+    main = StageFolder.open(tmp_path / "out")
+    monkeypatch.setenv("RANK", "1")
+    replica = StageFolder.open(tmp_path / "out")  # no "in use by" for a replica of the same run
+    assert not replica.lock.held
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(InputError, match="in use by"):
+        StageFolder.open(tmp_path / "out")
+    main.lock.release()
+
+
+def test_a_launch_the_trainer_does_not_see_is_refused_naming_use_cpu(monkeypatch):
+    from asclepius.training.stage import check_launch
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(InputError, match="--use_cpu true"):
+        check_launch(type("Args", (), {"world_size": 1})())
+    check_launch(type("Args", (), {"world_size": 2})())  # the process group is seen: fine
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    check_launch(type("Args", (), {"world_size": 1})())
 
 
 def test_two_runs_on_one_folder_the_second_exits_at_once_and_a_killed_runs_lock_is_taken_over(tmp_path):
@@ -78,7 +154,7 @@ def test_two_runs_on_one_folder_the_second_exits_at_once_and_a_killed_runs_lock_
         assert (output / ".asclepius" / "lock.json").exists()
         third = run_script("make_notes.py", *notes_flags(server, output), env=env)
         assert third.returncode == 0, third.stderr[-2000:]
-        assert "taking over the lock" in third.stderr
+        assert "taking over the lock of a run that is gone" in third.stderr
         assert not server.billing.double_billed()
     assert (output / "README.md").exists() and not (output / ".asclepius" / "lock.json").exists()
 

@@ -4,9 +4,9 @@ States: *absent*; *unfinished* (a run started and removed the card, or never wro
 a rerun resumes); *finished* (the card exists: a rerun says so and does nothing unless
 ``--overwrite``). See :mod:`asclepius.stage` for the order scripts call this in.
 
-One run per folder: ``open`` takes ``.asclepius/lock.json`` (holder pid, host, start
-time, command) with an exclusive create. A second run exits at once naming the holder;
-a lock whose holder is gone (same host, pid not alive) is taken over.
+One run per folder: ``open`` takes an OS lock (``flock``) on ``.asclepius/lock.json``,
+which the OS releases when the holder exits or is killed; the file records the holder
+(pid, host, start, command) for the message a second run gets when it exits at once.
 """
 
 from __future__ import annotations
@@ -14,17 +14,19 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as _dt
+import fcntl
 import json
 import logging
 import os
 import socket
 import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from asclepius.errors import InputError
+from asclepius.redaction import redact_url
 from asclepius.stage.files import CARD_NAME, WORK_DIR_NAME, is_finished, mark_unfinished, work_dir
 from asclepius.stage.policy import check_endpoint, check_push
 from asclepius.stage.provenance import Provenance, combine, mark
@@ -45,32 +47,49 @@ class PushRequest:
     repo_type: str = "dataset"
 
 
-def _start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks (Linux), so a reused pid is not taken for the holder."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+def launcher_rank() -> int:
+    """This process's rank as the launcher (``accelerate launch``, ``torchrun``) numbered it; 0 when alone.
+
+    The Trainer's ``process_index`` is 0 on every process when it does not see the
+    process group (``cpu_ddp.yaml`` without ``--use_cpu true``), so the folder lock is
+    keyed on the launcher's numbering instead: only rank 0 takes it.
+    """
+    for name in ("RANK", "LOCAL_RANK"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 0
 
 
-def _alive(pid: int, ticks: str | None) -> bool:
+def check_url(url: str | None) -> None:
+    """A malformed endpoint (bad port, no host) is a one-line error before any work, not a traceback later."""
+    if not url:
+        return
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    current = _start_ticks(pid)
-    return ticks is None or current is None or current == ticks
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as error:
+        raise InputError("--base_url", f"{redact_url(url)} is not a valid URL ({error})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError("--base_url", f"{redact_url(url)} is not an http(s) URL with a host")
 
 
 class FolderLock:
-    """``.asclepius/lock.json`` created exclusively; released at exit; a dead holder's lock is taken over."""
+    """An OS lock (``flock``) on ``.asclepius/lock.json``: the OS releases it when the holder dies.
+
+    The file's content (pid, host, start, command) only names the holder in the message a
+    second run gets; whether the folder is held is the kernel's answer, so a stale record
+    can never be mistaken for a live run, and two runs can never both win.
+    """
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         self.path = self.folder / WORK_DIR_NAME / LOCK_NAME
-        self.held = False
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
 
     def holder(self) -> dict:
         try:
@@ -80,68 +99,58 @@ class FolderLock:
 
     def acquire(self) -> None:
         work_dir(self.folder)
-        me = {
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise InputError(self.folder, self._in_use()) from None
+            # The file may have been unlinked by a holder releasing it between our open and our
+            # flock: then we hold a lock on a file nobody else can see; start again on the new one.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        previous = self.holder()
+        if previous.get("pid") not in (None, os.getpid()):
+            logger.warning("taking over the lock of a run that is gone: %s", previous)
+        record = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "start_ticks": _start_ticks(os.getpid()),
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(
                 os.path.basename(part) if i == 0 else part for i, part in enumerate(sys.argv[:2])
             ),
         }
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self.holder()
-                if not holder and self._young():
-                    # Created this instant by a run that has not written its name yet: in use.
-                    raise InputError(
-                        self.folder, "another run is starting on this folder; wait for it"
-                    ) from None
-                if holder and not self._stale(holder):
-                    raise InputError(
-                        self.folder,
-                        f"in use by pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')} "
-                        f"({holder.get('command') or 'another run'}); wait for it to end "
-                        f"(if that run is gone, remove {self.path})",
-                    ) from None
-                # Stale (or half-written): rename it away; only one contender wins the rename.
-                try:
-                    os.replace(self.path, self.path.with_name(f"{LOCK_NAME}.stale-{os.getpid()}"))
-                    logger.warning(
-                        "taking over the lock of a run that is gone: %s", holder or "unreadable lock"
-                    )
-                except FileNotFoundError:
-                    pass
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(me, handle)
-            self.held = True
-            atexit.register(self.release)
-            return
-        raise InputError(self.folder, f"could not take the lock {self.path}; another run is starting")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
+        self._fd = fd
+        atexit.register(self.release)
 
-    def _young(self, seconds: float = 10.0) -> bool:
-        try:
-            return time.time() - self.path.stat().st_mtime < seconds
-        except OSError:
-            return False
-
-    def _stale(self, holder: dict) -> bool:
-        if holder.get("host") != socket.gethostname():
-            return False  # another machine's pid cannot be checked from here
-        pid = holder.get("pid")
-        return not isinstance(pid, int) or not _alive(pid, holder.get("start_ticks"))
+    def _in_use(self) -> str:
+        holder = self.holder()
+        if not holder:
+            return "another run is starting on this folder; wait for it"
+        return (
+            f"in use by pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')} "
+            f"({holder.get('command') or 'another run'}); wait for it to end"
+        )
 
     def release(self) -> None:
-        if self.held and self.holder().get("pid") == os.getpid():
-            self.path.unlink(missing_ok=True)
-            # A run refused before any work leaves no folder behind (rmdir only removes empty ones).
-            for folder in (self.path.parent, self.folder):
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
-        self.held = False
+        if self._fd is None:
+            return
+        # Unlink while still holding the lock: a contender that opened the old file sees it is gone.
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = None
+        # A run refused before any work leaves no folder behind (rmdir only removes empty ones).
+        for folder in (self.path.parent, self.folder):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 class StageFolder:
@@ -165,11 +174,12 @@ class StageFolder:
     def open(cls, path: str | os.PathLike, *, lock: bool = True, **options):
         """The folder (``options``: overwrite, dry_run, push), locked for this run.
 
-        A dry run writes nothing, so it takes no lock; ``lock=False`` for the other
-        processes of a distributed run, whose main process holds it.
+        A dry run writes nothing, so it takes no lock; nor do the processes of a
+        distributed run other than the launcher's rank 0 (``lock=False`` says the same
+        from the caller's side), whose main process holds it.
         """
         folder = cls(path, **options)
-        if lock and not folder.dry_run:
+        if lock and not folder.dry_run and launcher_rank() == 0:
             folder.lock.acquire()
         return folder
 
@@ -185,9 +195,18 @@ class StageFolder:
         return work_dir(self.path)
 
     def skip_if_finished(self) -> bool:
-        """True (and says so) when the folder is finished and --overwrite was not given."""
+        """True (and says so) when the folder is finished and --overwrite was not given.
+
+        The caller then calls :meth:`push_if_asked`: a finished folder whose push failed
+        (or was not asked for) is pushed by rerunning with the push flags, with the policy
+        applied to the folder as it is now.
+        """
         if self.state == "finished" and not self.overwrite:
-            print(f"{self.path} is already finished (its {CARD_NAME} exists); pass --overwrite to rebuild it")
+            what = "; pushing it as asked" if self.push_request.push_to_hub else ""
+            print(
+                f"{self.path} is already finished (its {CARD_NAME} exists){what}; "
+                "pass --overwrite to rebuild it"
+            )
             return True
         return False
 
@@ -216,6 +235,7 @@ class StageFolder:
             folder=str(self.path),
         )
         for url in endpoints:
+            check_url(url)
             check_endpoint(provenance, url, allowed_endpoints)
         for step in preflight:
             step()
@@ -226,6 +246,9 @@ class StageFolder:
         """Make the folder unfinished and mark its provenance before any row or weight is written."""
         if self.dry_run:
             raise RuntimeError("a dry run writes nothing into its output folder")
+        if self.provenance is None and self.state == "finished":
+            # --overwrite deletes the card here: every refusal must have been made first.
+            raise RuntimeError("check() must run before begin() rebuilds a finished folder")
         self.path.mkdir(parents=True, exist_ok=True)
         mark_unfinished(self.path)
         if self.provenance is not None:
@@ -238,9 +261,16 @@ class StageFolder:
         return path
 
     def push_if_asked(self) -> str | None:
-        """Upload the finished folder when the push was asked for (policy applied again on the way)."""
+        """Upload the finished folder when the push was asked for.
+
+        The policy is applied again on the way: ``push_folder`` re-classifies the folder as
+        it is now and combines that with what this run's inputs were.
+        """
         request = self.push_request
         if not request.push_to_hub:
+            return None
+        if self.dry_run:  # a dry run contacts nothing: no repository created, nothing uploaded
+            print(f"dry run: would push {self.path} to {request.repo_id} (private={request.private})")
             return None
         url = push_folder(
             self.path,

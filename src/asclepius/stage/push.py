@@ -1,7 +1,7 @@
 """Upload a finished stage folder with the restricted-data policy applied; never a secret.
 
-What is never uploaded: the working state (``.asclepius/``: ledger, lock, staging),
-checkpoints, temporary files, ``training_args.bin`` (the Trainer pickles the whole
+What is never uploaded, at any depth: the working state (``.asclepius/``: ledger, lock,
+staging), checkpoints, temporary files, ``training_args.bin`` (the Trainer pickles the whole
 ``TrainingArguments`` into it, ``hub_token`` included) and any other pickle, and any
 file whose text holds a token-shaped string. Restricted or unknown data goes to a
 private repository only, and the repository's real visibility is checked after it is
@@ -18,43 +18,48 @@ from pathlib import Path
 from asclepius.errors import InputError
 from asclepius.stage.files import WORK_DIR_NAME, is_finished
 from asclepius.stage.policy import check_push, check_visibility
-from asclepius.stage.provenance import Provenance, classify
+from asclepius.stage.provenance import Provenance, classify, combine
 
 logger = logging.getLogger(__name__)
 
+# fnmatch patterns as huggingface_hub applies them to paths relative to the folder ('*' also
+# matches '/'): each excluded name is excluded at any depth (a stage folder nested in the
+# pushed one has its own .asclepius/ and checkpoints).
 NEVER_UPLOADED = [
     f"{WORK_DIR_NAME}/*",
-    f"{WORK_DIR_NAME}/**",
-    "checkpoint-*/**",
+    f"*/{WORK_DIR_NAME}/*",
+    "checkpoint-*/*",
+    "*/checkpoint-*/*",
     "*.tmp",
     "training_args.bin",
-    "**/training_args.bin",
+    "*/training_args.bin",
     "*.pkl",
     "*.pickle",
-    "**/*.pkl",
-    "**/*.pickle",
 ]
 # Text files scanned for secrets before an upload (weights and parquet are binary, not scanned).
 _TEXT_SUFFIXES = {".md", ".json", ".jsonl", ".txt", ".yaml", ".yml", ".cfg", ".ini", ".py", ".csv", ".log"}
 _SECRET = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,})")
 
 
+def uploaded_files(folder: str | os.PathLike) -> list[str]:
+    """The paths (relative, '/'-separated) an upload of ``folder`` sends: huggingface_hub's own filter."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    folder = Path(folder)
+    paths = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+    return list(filter_repo_objects(paths, ignore_patterns=NEVER_UPLOADED))
+
+
 def files_with_secrets(folder: str | os.PathLike) -> list[Path]:
-    """Text files of ``folder`` (working state excluded) holding a Hub or OpenAI token."""
+    """Files an upload would send that hold a Hub or OpenAI token (text files only)."""
     folder = Path(folder)
     found = []
-    for path in folder.rglob("*"):
-        relative = path.relative_to(folder)
-        if (
-            not path.is_file()
-            or relative.parts[0] == WORK_DIR_NAME
-            or relative.parts[0].startswith("checkpoint-")
-        ):
-            continue
+    for relative in uploaded_files(folder):
+        path = folder / relative
         if path.suffix.lower() in _TEXT_SUFFIXES and _SECRET.search(
             path.read_text(encoding="utf-8", errors="ignore")
         ):
-            found.append(relative)
+            found.append(Path(relative))
     return found
 
 
@@ -70,15 +75,18 @@ def push_folder(
 ) -> str:
     """Upload a finished Hub-ready folder; returns the repo URL.
 
-    ``provenance`` defaults to what the folder itself says (fail closed: unknown is
-    restricted). The token comes from huggingface_hub's usual sources and is never logged.
+    The folder is classified as it is right before the upload (a file dropped into it
+    after the run counts), combined with ``provenance`` (what the run's inputs were):
+    the most restrictive wins, unknown is restricted. The token comes from
+    huggingface_hub's usual sources and is never logged.
     """
     from huggingface_hub import HfApi
 
-    provenance = provenance or classify(str(folder))
-    check_push(provenance, push=True, private=private, folder=str(folder))
     if not is_finished(folder):
         raise InputError(folder, "no README.md: the stage did not finish, nothing to push")
+    now = classify(str(folder))
+    provenance = combine([provenance, now]) if provenance is not None else now
+    check_push(provenance, push=True, private=private, folder=str(folder))
     secrets = files_with_secrets(folder)
     if secrets:
         raise InputError(

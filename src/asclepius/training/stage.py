@@ -13,6 +13,7 @@ out a collective.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import datasets
@@ -21,6 +22,7 @@ import transformers
 from asclepius.errors import InputError, reading
 from asclepius.recipes import check_model_path
 from asclepius.stage import PushRequest, StageFolder, classify
+from asclepius.stage.folder import launcher_rank
 from asclepius.training import card, metrics
 from asclepius.training.formatting import load_train_and_test
 from asclepius.training.tokenizer import load_tokenizer
@@ -65,30 +67,48 @@ def open_folder(script_args, training_args, model_args) -> StageFolder | None:
 
     Restricted or unknown data (the dataset, or a starting model trained on it) is
     refused a public push here, before the model is loaded, not after the last step.
+    A finished folder is pushed when the push is asked for (a push that failed is redone
+    by rerunning the same command), after the policy checks.
     """
     set_log_levels(training_args)
+    check_launch(training_args)
     check_model_path(model_args.model_name_or_path)
-    folder = StageFolder.open(
-        training_args.output_dir,
-        push=take_over_push(training_args),
-        lock=training_args.process_index == 0,
-    )
+    main_process = training_args.process_index == 0 and launcher_rank() == 0
+    folder = StageFolder.open(training_args.output_dir, push=take_over_push(training_args), lock=main_process)
+    inputs = [
+        classify(script_args.dataset_name, declared_license=script_args.dataset_license),
+        classify(model_args.model_name_or_path, kind="model"),
+    ]
     if folder.state == "finished":
         logger.info(
-            "%s is finished (it has its model card); nothing to do. Remove its README.md to train on "
+            "%s is finished (it has its model card); nothing to train. Remove its README.md to train on "
             "from its last checkpoint, or choose another --output_dir.",
             training_args.output_dir,
         )
+        if main_process and folder.push_request.push_to_hub:
+            folder.check(inputs)
+            folder.push_if_asked()
         return None
-    folder.check(
-        [
-            classify(script_args.dataset_name, declared_license=script_args.dataset_license),
-            classify(model_args.model_name_or_path, kind="model"),
-        ]
-    )
-    if training_args.process_index == 0:
+    folder.check(inputs)
+    if main_process:
         folder.begin()  # card removed, provenance marked: checkpoints inherit it
     return folder
+
+
+def check_launch(training_args) -> None:
+    """A launcher that started several processes the Trainer does not see as one run is refused.
+
+    ``accelerate launch --config_file accelerate_configs/cpu_ddp.yaml`` without
+    ``--use_cpu true`` starts 2 processes that each train alone (``process_index`` 0 on
+    both) and would write the same folder.
+    """
+    launched = os.environ.get("WORLD_SIZE", "1").strip()
+    if launched.isdigit() and int(launched) > 1 and training_args.world_size == 1:
+        raise InputError(
+            "--use_cpu",
+            f"the launcher started {launched} processes but the Trainer sees 1 (no process group): "
+            "on CPU pass --use_cpu true to the script (see accelerate_configs/cpu_ddp.yaml)",
+        )
 
 
 def load_rows(script_args):
