@@ -8,7 +8,8 @@ For each (note, question) the judge sees every model's answer at once, shuffled 
 labelled A, B, C..., works out its own answer, then scores each from 1 (Unacceptable) to
 4 (Excellent). Unreadable replies are asked again, then counted as missing. The output
 folder holds the scores and raw replies (parquet), results.json, report.md, plots/, and
-the results go into the model-index of local model cards. Reruns cost nothing: every
+the results go into the model-index of the local models this project trained (any other card
+only when named with --model_card). Reruns cost nothing: every
 reply is in the engine's ledger.
 """
 
@@ -116,7 +117,7 @@ def main() -> None:
         )
     )
 
-    # 5. The means in the log, and into each local model's card (model-index).
+    # 5. The means in the log, and into the card (model-index) of each local model trained here.
     report_models(args, names, folders, results)
     logger.info("report written to %s", card.parent / "report.md")
 
@@ -176,7 +177,7 @@ def judge_meta(args, judge_args, *, items: int, dropped: int, names: list[str], 
 
 
 def report_models(args, names: list[str], folders, results: dict) -> None:
-    """Log each candidate's mean, and write each local candidate model's results into its model-index."""
+    """Log each candidate's mean; write the results into the model-index of the models trained here."""
     for name, model in results["models"].items():
         low, high = model["ci95"]
         logger.info(

@@ -193,10 +193,17 @@ def test_unreadable_replies_are_retried_then_missing(answer_folders, tmp_path):
 def test_judge_script_reports_and_updates_the_model_card(answer_folders, tmp_path, monkeypatch):
     from huggingface_hub import ModelCard
 
-    model_dir = tmp_path / "gold-model"
+    model_dir, base_dir = tmp_path / "gold-model", tmp_path / "base-model"
     model_dir.mkdir()
-    (model_dir / "README.md").write_text("---\nlicense: apache-2.0\n---\n# Gold model\n\nIt knows.\n")
+    base_dir.mkdir()
+    # The gold model was trained here (its card's tags say so); the base model's card is someone else's.
+    (model_dir / "README.md").write_text(
+        "---\nlicense: apache-2.0\ntags: [asclepius, sft]\n---\n# Gold model\n\nIt knows.\n"
+    )
+    base_card = "---\nlicense: apache-2.0\ntags: [asclepius, tiny]\n---\n# A base model\n"
+    (base_dir / "README.md").write_text(base_card)
     gold = make_answers(tmp_path / "with-card", "gold", "GOLD", model_path=str(model_dir))
+    base = make_answers(tmp_path / "base-answers", "base", "BASE", model_path=str(base_dir))
     train = tmp_path / "train.jsonl"
     with train.open("w") as handle:  # item 1's note pasted into a longer one, item 2's patient
         handle.write(json.dumps({"patient_id": 100, "note": "Prior text. Note number 1. Pt admitted w/ condition 1, "
@@ -204,7 +211,7 @@ def test_judge_script_reports_and_updates_the_model_card(answer_folders, tmp_pat
         handle.write(json.dumps({"patient_id": 2, "note": "An unrelated note about a fracture."}) + "\n")
     output = tmp_path / "report"
     with OpenAIServer(responder=gold_scorer) as server:
-        argv = ["judge.py", "--inputs", gold, answer_folders[1], "--output_dir", str(output),
+        argv = ["judge.py", "--inputs", gold, answer_folders[1], base, "--output_dir", str(output),
                 "--judge_base_url", server.base_url, "--judge_model", "judge", "--num_shuffles", "2",
                 "--include_reference", "true", "--train_dataset", str(train), "--decontamination_ngram", "8",
                 "--bootstrap_samples", "100", "--show_progress", "false"]  # fmt: skip
@@ -225,6 +232,7 @@ def test_judge_script_reports_and_updates_the_model_card(answer_folders, tmp_pat
     [judge_result] = [r for r in card.data.eval_results if r.metric_type == "llm_judge_score"]
     assert judge_result.metric_value == 4.0 and judge_result.dataset_type == "demo-eval"
     assert card.data.license == "apache-2.0" and "It knows." in card.text
+    assert (base_dir / "README.md").read_text() == base_card, "a card not trained here is left alone"
 
 
 def test_tiny_model_judge_gives_missing_judgements(tiny_serve, answer_folders, tmp_path):

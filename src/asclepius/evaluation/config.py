@@ -228,13 +228,14 @@ class EvaluationArguments:
         default=None,
         metadata={
             "help": "Model folders whose README.md gets the results as model-index metadata: DIR, or "
-            "CANDIDATE=DIR to name the candidate. Automatic for candidates generated from a local folder "
-            "with a README.md.",
+            "CANDIDATE=DIR to name the candidate; any card, when asked here. Automatic only for candidates "
+            "generated from a local model this project trained (its card says so), never a base model's.",
             "nargs": "+",
         },
     )
     update_model_cards: bool = field(
-        default=True, metadata={"help": "Write model-index metadata into candidates' local model cards."}
+        default=True,
+        metadata={"help": "Write model-index metadata into the cards of candidates this project trained."},
     )
 
     def __post_init__(self) -> None:

@@ -2,6 +2,11 @@
 
 The Hub shows ``model-index`` as the model's evaluation results. Results of this
 evaluation (same dataset and metric) replace the previous ones; others are kept.
+
+Only cards of models this project trained are written automatically (the judge must
+not add its verdict to a base model's or someone else's card); any other card only when
+named with ``--model_card``. The dataset of a result is a Hub id only when the
+evaluation set is one: a local folder or file is named as local, never as a Hub id.
 """
 
 from __future__ import annotations
@@ -10,16 +15,37 @@ import os
 from pathlib import Path
 
 from asclepius.errors import InputError
-from asclepius.hub import CARD_NAME, atomic_write_text
+from asclepius.stage.files import CARD_NAME, atomic_write_text, read_card_metadata
 
 JUDGE_METRIC = "llm_judge_score"
 ROUGE_METRIC = "rougeL"
+# ``dataset.type`` of a result on an evaluation set that is not on the Hub (the field wants a Hub id).
+LOCAL_DATASET_TYPE = "local"
+LOCAL_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".gz", ".txt")
+# Tags the training stages put on their model cards (asclepius.training.card.card_data).
+TRAINED_HERE_TAGS = frozenset({"continued-pretraining", "sft"})
 
 
-def dataset_reference(source: str) -> str:
-    """A Hub id stays as it is; a local path becomes its folder/file name."""
+def dataset_reference(source: str) -> tuple[str, str]:
+    """(``dataset.type``, ``dataset.name``) of a result: a Hub id as it is; a local path as local.
+
+    A local folder's name written as ``type`` would read as a Hub dataset id (and could
+    name someone else's dataset); it goes into the name instead.
+    """
     path = Path(source)
-    return path.name if path.exists() else source
+    # Recorded as given at generation, maybe relative to another folder: a path also by its looks.
+    looks_local = (
+        source.startswith((".", "/", "~")) or len(path.parts) > 2 or path.parts[0] in ("outputs", "data")
+    )
+    if path.exists() or looks_local or path.suffix.lower() in LOCAL_SUFFIXES:
+        return LOCAL_DATASET_TYPE, f"Asclepius evaluation (local dataset {path.name}, not on the Hub)"
+    return source, f"Asclepius evaluation ({source})"
+
+
+def trained_here(model_dir: str | os.PathLike) -> bool:
+    """Does the folder's card say a training stage of this project made the model?"""
+    tags = {str(tag).lower() for tag in read_card_metadata(model_dir).get("tags") or []}
+    return "asclepius" in tags and bool(tags & TRAINED_HERE_TAGS)
 
 
 def update_model_index(
@@ -38,13 +64,17 @@ def update_model_index(
     path = Path(model_dir) / CARD_NAME
     card = ModelCard.load(path)
     data = card.data
-    dataset_type = dataset_reference(dataset_source)
-    dataset_name = f"Asclepius evaluation ({dataset_type})"
+    dataset_type, dataset_name = dataset_reference(dataset_source)
     ours = {JUDGE_METRIC, ROUGE_METRIC}
     kept = [
         r
         for r in (data.eval_results or [])
-        if not (r.dataset_type == dataset_type and r.dataset_split == dataset_split and r.metric_type in ours)
+        if not (
+            r.dataset_type == dataset_type
+            and r.dataset_name == dataset_name
+            and r.dataset_split == dataset_split
+            and r.metric_type in ours
+        )
     ]
     common = dict(
         task_type="text-generation",
@@ -84,14 +114,16 @@ def model_cards_to_update(
     """candidate -> (model folder, its answers' provenance) of the cards to write results into.
 
     ``candidates`` maps each candidate to the provenance of its answers. Automatic: every
-    candidate generated from a local folder that has a card. ``entries`` (``--model_card``)
-    add ``CANDIDATE=DIR``, or a bare ``DIR``: the candidate generated from it, or the only one.
+    candidate generated from a local folder whose card says this project trained it (a
+    base model's card, the tiny model's or a downloaded one's is left alone). ``entries``
+    (``--model_card``, the user asking) add any card: ``CANDIDATE=DIR``, or a bare ``DIR``:
+    the candidate generated from it, or the only one.
     """
     targets = {}
     if automatic:
         for name, provenance in candidates.items():
             folder = provenance.get("model_path")
-            if folder and (Path(folder) / CARD_NAME).exists():
+            if folder and trained_here(folder):
                 targets[name] = (folder, provenance)
     names = list(candidates)
     for entry in entries:
