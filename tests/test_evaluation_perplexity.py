@@ -80,8 +80,14 @@ def test_script_writes_the_paper_table_and_resumes_per_pair(tiny_model_path, dec
     table = (out / "report.md").read_text()
     assert f"| corpus | `{tiny_model_path}` | `{copy}` |" in table
     assert (
-        table.count("| real |") == 2 and table.count("| case-reports |") == 2
-    )  # perplexity and counts tables
+        table.count("| real |") == 3 and table.count("| case-reports |") == 3
+    )  # perplexity, bits per byte and counts tables
+    assert "Every model uses the same tokenizer" in table  # model B is a copy: same vocabulary
+    for pair in results["pairs"]:
+        expected = sum(pair["per_document"]["nll"]) / (math.log(2) * pair["bytes"])
+        assert pair["bits_per_byte"] == pytest.approx(expected, abs=1e-4)
+        low, high = pair["bits_per_byte_ci95"]
+        assert low <= pair["bits_per_byte"] <= high
     assert (out / "perplexity.png").stat().st_size > 1000 and (out / "README.md").exists()
     # Resume: with the card gone and model B deleted, a rerun reads every pair back instead of rescoring.
     (out / "README.md").unlink()
@@ -103,3 +109,33 @@ def test_script_writes_the_paper_table_and_resumes_per_pair(tiny_model_path, dec
             monkeypatch,
         )
     assert "no text column" in capsys.readouterr().err
+
+
+def test_bits_per_byte_count_the_bytes_of_the_scored_tokens(tiny_model_path):
+    from asclepius.evaluation.perplexity import scored_bytes
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    score = score_texts(model, tokenizer, TEXTS, window=64, stride=32, batch_size=2)
+    for text, size in zip(TEXTS, score.bytes):
+        ids = tokenizer(text)["input_ids"]
+        first = 0 if ids[0] in tokenizer.all_special_ids else len(tokenizer.decode(ids[:1]).encode())
+        assert size == len(text.encode()) - first == scored_bytes(tokenizer, text, ids)
+    assert score.bits_per_byte() == pytest.approx(sum(score.nll) / (math.log(2) * sum(score.bytes)))
+
+
+def test_the_report_says_when_tokenizers_differ():
+    from asclepius.evaluation.perplexity import render_markdown
+
+    def pair(model, fingerprint):
+        return {"model": model, "corpus": "notes", "documents": 2, "tokens": 10, "bytes": 40, "perplexity": 5.0,
+                "ci95": [4.0, 6.0], "bits_per_byte": 0.58, "bits_per_byte_ci95": [0.5, 0.66],
+                "tokenizer": fingerprint}  # fmt: skip
+
+    results = {"models": ["llama", "llama-cpt", "mistral"], "corpora": {"notes": "x"},
+               "pairs": [pair("llama", "aaa"), pair("llama-cpt", "aaa"), pair("mistral", "bbb")],
+               "windows": {m: {"window": 8, "stride": 4} for m in ("llama", "llama-cpt", "mistral")},
+               "bootstrap": {"samples": 10, "seed": 0}}  # fmt: skip
+    report = render_markdown(results)
+    assert "different tokenizers** (`llama`, `llama-cpt`; `mistral`" in report
+    assert "| notes | 0.5800 (0.5000-0.6600) |" in report

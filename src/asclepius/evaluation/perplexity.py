@@ -9,6 +9,11 @@ tokens and scores only the tokens the previous one did not, each with up to
 ``window - stride`` tokens of context. The 95% interval is a percentile bootstrap over
 documents (the unit sampled), reproducible from its seed.
 
+Token perplexity counts in the model's own tokens, so models with different tokenizers
+are not comparable by it (a tokenizer with longer tokens pays more per token). Beside it,
+bits per byte: the same negative log-likelihood in bits, over the UTF-8 bytes of the
+scored text, which any two models share; the report says when the tokenizers differ.
+
 Windows of all documents are sorted by length and scored in batches; each finished
 (model, corpus) pair is saved in the output folder's working state, so a rerun scores
 only the pairs it lacks.
@@ -120,25 +125,51 @@ def sliding_windows(length: int, window: int, stride: int) -> list[tuple[int, in
 
 @dataclass
 class CorpusScore:
-    """Per document: summed negative log-likelihood (nats) and scored tokens."""
+    """Per document: summed negative log-likelihood (nats), scored tokens, and their UTF-8 bytes."""
 
     nll: list[float]
     tokens: list[int]
+    bytes: list[int] = field(default_factory=list)
 
     def perplexity(self) -> float:
         total = sum(self.tokens)
         return math.exp(sum(self.nll) / total) if total else float("nan")
 
-    def bootstrap(self, *, samples: int, seed: int) -> tuple[float, float]:
-        """95% percentile interval of the corpus perplexity, resampling documents."""
-        nll, tokens = np.asarray(self.nll), np.asarray(self.tokens, dtype=float)
-        if nll.size == 0 or tokens.sum() == 0:
+    def bits_per_byte(self) -> float:
+        total = sum(self.bytes)
+        return sum(self.nll) / (math.log(2) * total) if total else float("nan")
+
+    def bootstrap(self, *, samples: int, seed: int, per_byte: bool = False) -> tuple[float, float]:
+        """95% percentile interval of the corpus perplexity (or bits per byte), resampling documents."""
+        nll = np.asarray(self.nll)
+        units = np.asarray(self.bytes if per_byte else self.tokens, dtype=float)
+        if nll.size == 0 or units.size != nll.size or units.sum() == 0:
             return float("nan"), float("nan")
         rng = np.random.default_rng(seed)
         picks = rng.integers(0, nll.size, size=(samples, nll.size))
-        values = np.exp(nll[picks].sum(axis=1) / np.maximum(tokens[picks].sum(axis=1), 1))
+        per_unit = nll[picks].sum(axis=1) / np.maximum(units[picks].sum(axis=1), 1)
+        values = per_unit / math.log(2) if per_byte else np.exp(per_unit)
         low, high = np.percentile(values, [2.5, 97.5])
         return float(low), float(high)
+
+
+def scored_bytes(tokenizer, text: str, ids: list[int]) -> int:
+    """UTF-8 bytes of what is scored: the text, less its first token when that token is text (not BOS).
+
+    The first token has no context and is never scored (see :func:`sliding_windows`).
+    """
+    if not ids:
+        return 0
+    total = len(text.encode("utf-8"))
+    if ids[0] in set(tokenizer.all_special_ids):
+        return total
+    return max(0, total - len(tokenizer.decode(ids[:1]).encode("utf-8")))
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A short hash of the vocabulary (token -> id): two models with the same one count the same tokens."""
+    vocabulary = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps(vocabulary, ensure_ascii=False).encode("utf-8")).hexdigest()[:12]
 
 
 def score_texts(
@@ -182,7 +213,8 @@ def score_texts(
             # Position t predicts token t+1: the window's last ``scored`` tokens are ids[-scored:].
             nll[doc] += float(losses[row, len(ids) - 1 - scored : len(ids) - 1].sum())
             tokens[doc] += scored
-    return CorpusScore(nll=nll, tokens=tokens)
+    sizes = [scored_bytes(tokenizer, text, ids) for text, ids in zip(texts, encoded)]
+    return CorpusScore(nll=nll, tokens=tokens, bytes=sizes)
 
 
 def model_window(model, window: int | None, stride: int | None) -> tuple[int, int]:
@@ -208,7 +240,8 @@ def pair_key(model: str, corpus_path: str, settings: dict[str, Any]) -> str:
 def pair_path(store: Path, model: str, corpus_path: str, args: PerplexityArguments) -> Path:
     """Where a finished (model, corpus) result is kept in the folder's working state."""
     settings = dict(window=args.window, stride=args.stride, text_column=args.text_column, split=args.split,
-                    max_documents=args.max_documents, samples=args.bootstrap_samples, seed=args.bootstrap_seed)  # fmt: skip
+                    max_documents=args.max_documents, samples=args.bootstrap_samples, seed=args.bootstrap_seed,
+                    measures="bits_per_byte")  # fmt: skip
     return store / f"{pair_key(model, corpus_path, settings)}.json"
 
 
@@ -241,31 +274,67 @@ def score_pairs(
                 score = score_texts(model, tokenizer, texts[corpus], window=window, stride=stride,
                                     batch_size=args.batch_size, progress=f"{model_name} on {corpus}")  # fmt: skip
                 result = pair_result(model_name, corpus, score, window=window, stride=stride,
-                                     samples=args.bootstrap_samples, seed=args.bootstrap_seed)  # fmt: skip
+                                     samples=args.bootstrap_samples, seed=args.bootstrap_seed,
+                                     tokenizer=tokenizer_fingerprint(tokenizer))  # fmt: skip
                 atomic_write_text(saved, json.dumps(result) + "\n")
             logger.info(
-                "%s on %s: perplexity %s %s", model_name, corpus, result["perplexity"], result["ci95"]
-            )
+                "%s on %s: perplexity %s %s, %s bits per byte",
+                model_name, corpus, result["perplexity"], result["ci95"], result["bits_per_byte"],
+            )  # fmt: skip
             windows[model_name] = {"window": result["window"], "stride": result["stride"]}
             pairs.append(result)
     return pairs, windows
 
 
 def pair_result(
-    model: str, corpus: str, score: CorpusScore, *, window: int, stride: int, samples: int, seed: int
+    model: str,
+    corpus: str,
+    score: CorpusScore,
+    *,
+    window: int,
+    stride: int,
+    samples: int,
+    seed: int,
+    tokenizer: str | None = None,
 ) -> dict[str, Any]:
     low, high = score.bootstrap(samples=samples, seed=seed)
+    bpb_low, bpb_high = score.bootstrap(samples=samples, seed=seed, per_byte=True)
     return {
         "model": model,
         "corpus": corpus,
         "documents": len(score.tokens),
         "tokens": int(sum(score.tokens)),
+        "bytes": int(sum(score.bytes)),
         "perplexity": _num(score.perplexity()),
         "ci95": [_num(low), _num(high)],
+        "bits_per_byte": _num(score.bits_per_byte()),
+        "bits_per_byte_ci95": [_num(bpb_low), _num(bpb_high)],
+        "tokenizer": tokenizer,
         "window": window,
         "stride": stride,
-        "per_document": {"nll": score.nll, "tokens": score.tokens},
+        "per_document": {"nll": score.nll, "tokens": score.tokens, "bytes": score.bytes},
     }
+
+
+def tokenizer_groups(results: dict[str, Any]) -> list[list[str]]:
+    """Models grouped by tokenizer (same vocabulary), in the order given."""
+    groups: dict[str, list[str]] = {}
+    for model in results["models"]:
+        fingerprint = next((r.get("tokenizer") for r in results["pairs"] if r["model"] == model), None)
+        groups.setdefault(fingerprint or model, []).append(model)
+    return list(groups.values())
+
+
+def tokenizer_note(results: dict[str, Any]) -> str:
+    """What the report says about comparing models: one tokenizer, or which models share which."""
+    groups = tokenizer_groups(results)
+    if len(groups) <= 1:
+        return "Every model uses the same tokenizer: their token perplexities count the same units."
+    listed = "; ".join(", ".join(f"`{m}`" for m in group) for group in groups)
+    return (
+        f"**The models use different tokenizers** ({listed}: one group per tokenizer). Token perplexity "
+        "counts each model's own tokens, so compare across groups by bits per byte only."
+    )
 
 
 def _num(value: float) -> float | None:
@@ -297,6 +366,27 @@ def render_markdown(results: dict[str, Any]) -> str:
             )
         lines.append(f"| {corpus} | " + " | ".join(cells) + " |")
     lines += [
+        "",
+        "Bits per byte: the same negative log-likelihood in bits over the UTF-8 bytes of the scored text "
+        "(every token but a document's first), comparable across tokenizers; lower is better.",
+        "",
+        "| corpus | " + " | ".join(f"`{m}`" for m in models) + " |",
+        "|---|" + "---|" * len(models),
+    ]
+    for corpus in corpora:
+        cells = []
+        for model in models:
+            r = cell.get((model, corpus))
+            low, high = (r or {}).get("bits_per_byte_ci95") or [None, None]
+            cells.append(
+                f"{r['bits_per_byte']:.4f} ({low:.4f}-{high:.4f})"
+                if r and r.get("bits_per_byte") and low is not None
+                else "n/a"
+            )
+        lines.append(f"| {corpus} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        tokenizer_note(results),
         "",
         "| corpus | documents | scored tokens (per model) |",
         "|---|---|---|",
