@@ -114,6 +114,7 @@ def main() -> None:
             results=results,
             meta={**meta, "decontamination": decontamination},
             mimic=origin.mimic_derived,
+            provenance=origin,
         )
     )
 

@@ -45,14 +45,16 @@ def main(argv: list[str] | None = None) -> None:
     folder.check(inputs)
     folder.begin()
     output_dir, merged_base = merge_adapter(
-        args.adapter_dir, args.output_dir, base_model=args.base_model, dtype=args.dtype
-    )
+        args.adapter_dir, args.output_dir, base_model=args.base_model, dtype=args.dtype,
+        provenance=folder.provenance,
+    )  # fmt: skip
 
     # The card says what the adapter's card said (and the MIMIC mark carries over), now as a merged model.
     facts = card.merged_facts(
         args.adapter_dir,
         base_model=args.base_model or merged_base,
         model_name=args.hub_model_id or Path(output_dir).name,
+        provenance=folder.provenance,
     )
     folder.finish(lambda: card.render_card(output_dir, facts))
     logger.info("merged model -> %s", output_dir)

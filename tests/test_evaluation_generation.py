@@ -15,7 +15,7 @@ from asclepius.data.loading import load_split
 from asclepius.errors import InputError
 from asclepius.evaluation.generation import Decoding, LocalGenerator, generate_local
 from asclepius.evaluation.prompting import render_prompt
-from asclepius.hub import read_card_metadata
+from asclepius.stage.files import read_card_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo" / "synthetic_notes.jsonl"

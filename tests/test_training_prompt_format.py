@@ -11,7 +11,7 @@ from test_training_scripts import REPO, SFT_RECIPE, env, run, script  # noqa: F4
 from asclepius import prompts
 from asclepius.evaluation.generation import Decoding, LocalGenerator
 from asclepius.evaluation.prompting import model_prompt_format
-from asclepius.hub import read_card_metadata
+from asclepius.stage.files import read_card_metadata
 from asclepius.training.metrics import read_metrics
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from asclepius.hub import read_card_metadata
+from asclepius.stage.files import read_card_metadata
 from asclepius.training.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asclepius import hub
+from asclepius.stage.files import WORK_DIR_NAME, is_finished
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ def plan(options: DemoOptions, teacher_url: str = "{teacher_url}") -> list[Step]
 
 def run_step(step: Step, log_dir: Path) -> None:
     """Run one step, echoing its output and keeping it in ``log_dir/<step>.log``; raise on failure."""
-    if hub.is_finished(step.output):
+    if is_finished(step.output):
         step.skipped = True
         logger.info("[%s] already finished in %s, skipped", step.name, step.output)
         return
@@ -296,7 +296,7 @@ def _training_facts(folder: Path) -> dict:
             if losses:
                 facts.update(first_loss=losses[0], last_loss=losses[-1])
             break
-    metrics = folder / hub.WORK_DIR_NAME / "metrics.json"
+    metrics = folder / WORK_DIR_NAME / "metrics.json"
     if metrics.exists():
         facts.update(json.loads(metrics.read_text()))
     return facts
@@ -411,7 +411,7 @@ def _answers(out: Path, name: str):
     from asclepius.data.loading import load_any
 
     folder = out / "eval" / f"answers-{name}"
-    if not hub.is_finished(folder):
+    if not is_finished(folder):
         return None
     return next(iter(load_any(str(folder)).values()))
 

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asclepius import hub
 from asclepius.errors import InputError
 from asclepius.stage.cards import render_card
+from asclepius.stage.files import mark_unfinished
+from asclepius.stage.provenance import card_provenance
+from asclepius.stage.stamps import stamp_weights
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ def convert_gguf(
     """Write ``gguf_path`` as a model folder in ``output_dir``; its card (``card``, else the
     generic one: licence unknown) is written last."""
     output_dir = Path(output_dir)
-    hub.mark_unfinished(output_dir)
+    mark_unfinished(output_dir)
     model, tokenizer = load_gguf(gguf_path, dtype=dtype)
     plain = plain_copy(model)
     del model
@@ -95,6 +97,8 @@ def convert_gguf(
     n_params = sum(p.numel() for p in plain.parameters())
     logger.info("%s -> %s (%.1fM parameters, %s)", gguf_path, output_dir, n_params / 1e6, dtype)
     card = card or ModelCardSpec(GGUF_TEMPLATE, {"library_name": "transformers"}, {})
+    # The weights carry what the card says (SmolLM2's: public; someone else's GGUF: unknown).
+    stamp_weights(output_dir, card_provenance(card.card_data, str(output_dir)))
     render_card(
         output_dir,
         kind="model",

@@ -20,9 +20,9 @@ import logging
 import os
 from pathlib import Path
 
-from asclepius import hub
 from asclepius.errors import InputError
 from asclepius.gguf_model import ModelCardSpec, convert_gguf
+from asclepius.stage.files import CARD_NAME, atomic_write_text, is_finished
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def bundled_gguf() -> Path:
 def build_smol_model(output_dir: str | os.PathLike, gguf_path: str | os.PathLike | None = None) -> Path:
     """Convert the bundled (or given) SmolLM2 GGUF into ``output_dir``; skip a finished folder."""
     output_dir = Path(output_dir)
-    if hub.is_finished(output_dir) and (output_dir / "config.json").exists():
+    if is_finished(output_dir) and (output_dir / "config.json").exists():
         logger.info("SmolLM2 already in %s", output_dir)
         return output_dir
     if gguf_path is not None:  # someone else's file: the generic card, not SmolLM2's provenance
@@ -87,14 +87,14 @@ def teacher_folder(model_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     model_dir, output_dir = Path(model_dir).resolve(), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     for source in model_dir.iterdir():
-        if source.name in ("generation_config.json", hub.CARD_NAME) or source.name.startswith("."):
+        if source.name in ("generation_config.json", CARD_NAME) or source.name.startswith("."):
             continue
         target = output_dir / source.name
         if not target.exists():
             target.symlink_to(source)
     generation = json.loads((model_dir / "generation_config.json").read_text())
     generation.update(TEACHER_SAMPLING, **sampling)
-    hub.atomic_write_text(output_dir / "generation_config.json", json.dumps(generation, indent=2))
+    atomic_write_text(output_dir / "generation_config.json", json.dumps(generation, indent=2))
     return output_dir
 
 

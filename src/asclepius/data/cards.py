@@ -294,7 +294,12 @@ def render_card(output_dir: Path, facts: CardFacts) -> Path:
         "date": today(),
     }
     return render_template(
-        output_dir, kind="dataset", template=DATASET_TEMPLATE, card_data=card_data, context=context
+        output_dir,
+        kind="dataset",
+        template=DATASET_TEMPLATE,
+        card_data=card_data,
+        context=context,
+        provenance=source,
     )
 
 

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_dataset, load_dataset_builder
+from datasets import Dataset, DatasetDict, load_dataset, load_dataset_builder, load_from_disk
 
 from asclepius.data.splits import split_by_patient
 from asclepius.errors import InputError
 
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+# What ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk`` leave in a folder.
+SAVED_TO_DISK_MARKERS = ("state.json", "dataset_dict.json")
+
+
+def is_saved_to_disk(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in SAVED_TO_DISK_MARKERS)
 
 
 def load_any(path_or_id: str, config: str | None = None) -> DatasetDict:
-    """All splits of a folder (``load_dataset(folder)``), a json/jsonl/csv/parquet file, or a Hub dataset."""
+    """All splits of a folder (``load_dataset(folder)``, or ``load_from_disk`` for a ``save_to_disk`` folder),
+    a json/jsonl/csv/parquet file, or a Hub dataset."""
     path = Path(path_or_id)
     if path.is_file():
         builder = FILE_BUILDERS.get(path.suffix.lower())
@@ -22,6 +29,9 @@ def load_any(path_or_id: str, config: str | None = None) -> DatasetDict:
                 path, f"unsupported file type {path.suffix!r}; expected one of {sorted(FILE_BUILDERS)}"
             )
         return load_dataset(builder, data_files={"train": str(path)})
+    if path.is_dir() and is_saved_to_disk(path):
+        saved = load_from_disk(str(path))
+        return saved if isinstance(saved, DatasetDict) else DatasetDict({"train": saved})
     if path.is_dir():
         return _load_folder(path, config)
     if path_or_id.startswith((".", "/")) or path.suffix.lower() in FILE_BUILDERS:

@@ -12,8 +12,9 @@ failing the whole read, so :func:`check_text` can name the row that holds them.
 from __future__ import annotations
 
 import io
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,15 @@ def read_columns(source: str, *, split: str = "train") -> list[str] | None:
 
 
 def csv_header(path: Path) -> list[str]:
+    """The header's column names, stripped of blanks (a ``", "``-separated header names ``TEXT``, not ``" TEXT"``)."""
+    return [name.strip() for name in _raw_csv_header(path)]
+
+
+def _raw_csv_header(path: Path) -> list[str]:
     import pandas as pd
 
     try:
-        return list(pd.read_csv(path, nrows=0, encoding_errors="surrogateescape").columns)
+        return [str(name) for name in pd.read_csv(path, nrows=0, encoding_errors="surrogateescape").columns]
     except pd.errors.EmptyDataError:
         raise InputError(path, "empty file: expected a CSV header") from None
     except pd.errors.ParserError as error:
@@ -76,11 +82,14 @@ def iter_csv(
     """Records of a CSV, read ``chunk_size`` rows at a time; every value is a string ('' when empty)."""
     import pandas as pd
 
-    header = csv_header(path)
+    raw_header = _raw_csv_header(path)
+    header = [name.strip() for name in raw_header]
     if usecols is not None:
         missing = [column for column in usecols if column not in header]
         if missing:
             raise InputError(path, f"missing column; the header has {header}", field=missing[0])
+        usecols = [raw for raw, name in zip(raw_header, header) if name in usecols]
+    clean_names = dict(zip(raw_header, header))
     row = 0
     try:
         # dtype=object: keep text exactly as written (ids too) and let undecodable bytes
@@ -94,6 +103,7 @@ def iter_csv(
             encoding_errors="surrogateescape",
         )
         for chunk in chunks:
+            chunk = chunk.rename(columns=clean_names)
             for record in chunk.to_dict("records"):
                 row += 1
                 yield row, record
@@ -263,3 +273,76 @@ def check_int(path: str | Path, value: Any, *, row: int, field: str) -> int:
             if number is not None and number.is_integer():
                 return int(number)
     raise InputError(path, f"expected an integer, got {str(value)[:40]!r}", row=row, field=field)
+
+
+# -- What a table is, as these readers parse it: the one detector of MIMIC NOTEEVENTS ------------
+#
+# Provenance (asclepius.stage.provenance) asks the readers, so a file is judged after the
+# same parsing that ingests it (pandas for CSV, the JSON decoders above, the parquet and
+# Arrow schemas that datasets reads), never by a second, simpler reading.
+
+NOTEEVENTS_TEXT = "TEXT"
+NOTEEVENTS_IDS = frozenset({"ROW_ID", "SUBJECT_ID", "HADM_ID", "CHARTDATE", "CATEGORY"})
+NOTEEVENTS_COLUMNS = NOTEEVENTS_IDS | {NOTEEVENTS_TEXT}
+# Records read from a JSON file to learn its columns (records may differ in their keys).
+_SAMPLE_RECORDS = 100
+
+
+def normalise_column(name: Any) -> str:
+    """A column name compared without a byte-order mark, surrounding blanks or case."""
+    return str(name).replace("\ufeff", "").strip().upper()
+
+
+def is_noteevents(columns: Iterable[Any] | None) -> bool:
+    """MIMIC's NOTEEVENTS layout, whole or partial: a TEXT column and any two of its id/date/category columns."""
+    names = {normalise_column(column) for column in columns or ()}
+    return NOTEEVENTS_TEXT in names and len(names & NOTEEVENTS_IDS) >= 2
+
+
+def table_columns(path: str | Path) -> list[str] | None:
+    """The column names of one file as the readers (or datasets' builders) parse it; None when it is no
+    table they read, or it does not parse (the stage that ingests it then fails on its own)."""
+    path = Path(path)
+    name = path.name.lower()
+    try:
+        if _has_parquet_magic(path):
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
+            import pandas as pd
+
+            separator = "\t" if ".tsv" in name else ","
+            header = pd.read_csv(path, nrows=0, sep=separator, encoding_errors="surrogateescape").columns
+            return [str(column) for column in header]
+        if name.endswith(".arrow"):
+            return _arrow_columns(path)
+        if name.endswith((".json", ".jsonl")):
+            records = iter_json_lines(path) if name.endswith(".jsonl") else iter_json(path)
+            columns: dict[str, None] = {}
+            for _, record in itertools.islice(records, _SAMPLE_RECORDS):
+                columns.update(dict.fromkeys(map(str, record)))
+            return list(columns)
+    except Exception:  # noqa: BLE001 - unreadable here is unreadable for the stage too
+        return None
+    return None
+
+
+def _has_parquet_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
+def _arrow_columns(path: Path) -> list[str]:
+    """An Arrow file's columns (``save_to_disk`` writes the streaming format)."""
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as source:
+        try:
+            return list(pa.ipc.open_stream(source).schema.names)
+        except pa.ArrowInvalid:
+            source.seek(0)
+            return list(pa.ipc.open_file(source).schema.names)

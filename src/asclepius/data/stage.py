@@ -24,8 +24,9 @@ from asclepius.data.loading import load_any
 from asclepius.engine.client import read_api_key, resolve_base_url
 from asclepius.errors import InputError
 from asclepius.redaction import redact_text, redact_url
-from asclepius.stage import Provenance, StageFolder, classify
+from asclepius.stage import UNKNOWN, Provenance, StageFolder, classify
 from asclepius.stage.files import WORK_DIR_NAME, is_finished, write_dataset_configs
+from asclepius.stage.stamps import parquet_schema
 
 logger = logging.getLogger(__name__)
 
@@ -142,13 +143,14 @@ def kept_rows(rows: Dataset) -> Dataset:
 class StagingTable:
     """Rows appended as they come, kept on disk in parquet; read back sorted by input order."""
 
-    def __init__(self, path: Path, features: Features, *, batch_rows: int = 256):
+    def __init__(self, path: Path, features: Features, *, provenance: Provenance, batch_rows: int = 256):
         import pyarrow.parquet as pq
 
         self.path, self.features, self.batch_rows = path, features, batch_rows
         path.parent.mkdir(parents=True, exist_ok=True)
         self._rows: list[dict[str, Any]] = []
-        self._writer = pq.ParquetWriter(str(path), features.arrow_schema)
+        # Stamped too: staged rows copied out of .asclepius/ keep their provenance.
+        self._writer = pq.ParquetWriter(str(path), parquet_schema(features.arrow_schema, provenance))
         self.count = 0
 
     def add(self, row: Mapping[str, Any]) -> None:
@@ -178,6 +180,11 @@ class DatasetStage(StageFolder):
     table: StagingTable | None = None
 
     @property
+    def output_provenance(self) -> Provenance:
+        """What every file of the folder is stamped with: the inputs' combined provenance (unchecked: unknown)."""
+        return self.provenance or Provenance(UNKNOWN, "inputs not checked")
+
+    @property
     def ledger_path(self) -> Path:
         return self.path / WORK_DIR_NAME / "ledger.sqlite"
 
@@ -191,7 +198,9 @@ class DatasetStage(StageFolder):
         for stale in ("data", "quality"):
             shutil.rmtree(self.path / stale, ignore_errors=True)
         shutil.rmtree(self.staging_dir, ignore_errors=True)
-        self.table = StagingTable(self.staging_dir / "rows.parquet", features)
+        self.table = StagingTable(
+            self.staging_dir / "rows.parquet", features, provenance=self.output_provenance
+        )
         return self.table
 
     def rows(self) -> Dataset:
@@ -217,7 +226,7 @@ class DatasetStage(StageFolder):
         if not written[default]:
             others = {name: splits for name, splits in written.items() if splits}
             if others:
-                write_dataset_configs(self.path, others)
+                write_dataset_configs(self.path, others, provenance=self.output_provenance)
             reasons = ", ".join(f"{reason}: {count}" for reason, count in (drops or {}).items() if count)
             where = f"; every row and its drop reason is in data/{next(iter(others))}/" if others else ""
             raise InputError(
@@ -225,7 +234,7 @@ class DatasetStage(StageFolder):
                 f"no usable rows: every row was dropped ({reasons or 'no input rows'}){where}",
             )
         written = {name: splits for name, splits in written.items() if splits}
-        return written, write_dataset_configs(self.path, written)
+        return written, write_dataset_configs(self.path, written, provenance=self.output_provenance)
 
     def finish_card(self, write_card) -> Path:
         """The card last, then the staging files go (the ledger stays for reruns)."""

@@ -14,12 +14,18 @@ from typing import Any
 
 from asclepius.stage.cards import ANSWERS_TEMPLATE, JUDGEMENT_TEMPLATE, PAPER_CITATION
 from asclepius.stage.cards import render_card as render_template
+from asclepius.stage.provenance import Provenance
 
 __all__ = ["ANSWERS_TEMPLATE", "JUDGEMENT_TEMPLATE", "render_card"]
 
 
 def render_card(
-    output_dir: str | os.PathLike, template: str, card_data: Mapping[str, Any], context: Mapping[str, Any]
+    output_dir: str | os.PathLike,
+    template: str,
+    card_data: Mapping[str, Any],
+    context: Mapping[str, Any],
+    *,
+    provenance: Provenance | None = None,
 ) -> Path:
     """Render an evaluation dataset card from a package template and write it atomically as README.md."""
     return render_template(
@@ -28,4 +34,5 @@ def render_card(
         template=template,
         card_data=card_data,
         context={"citation": PAPER_CITATION, **dict(context)},
+        provenance=provenance,
     )

@@ -92,7 +92,7 @@ def write_answers_folder(
     output_dir = Path(output_dir)
     origin = origin or Provenance(UNKNOWN, "evaluation set of unknown provenance")
     provenance = redact(provenance)
-    configs = write_dataset_configs(output_dir, {"default": {split: dataset}})
+    configs = write_dataset_configs(output_dir, {"default": {split: dataset}}, provenance=origin)
     atomic_write_text(work_dir(output_dir) / "generation.json", json.dumps(provenance, indent=2) + "\n")
     tags = ["asclepius", "clinical", "evaluation", "synthetic"] + (["mimic"] if origin.mimic_derived else [])
     card_data: dict[str, Any] = {
@@ -121,7 +121,7 @@ def write_answers_folder(
         "folder_hint": str(output_dir),
         "status": origin.status,
     }
-    return render_card(output_dir, ANSWERS_TEMPLATE, card_data, context)
+    return render_card(output_dir, ANSWERS_TEMPLATE, card_data, context, provenance=origin)
 
 
 @dataclass

@@ -37,7 +37,7 @@ from asclepius.evaluation.prompting import (
     renders_special_tokens,
     style_for_model,
 )
-from asclepius.hub import atomic_write_text
+from asclepius.stage.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

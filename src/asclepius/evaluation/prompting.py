@@ -22,7 +22,7 @@ from pathlib import Path
 from asclepius import prompts
 from asclepius.errors import InputError
 from asclepius.evaluation.config import PROMPT_STYLE_CHOICES
-from asclepius.hub import WORK_DIR_NAME, read_card_metadata
+from asclepius.stage.files import WORK_DIR_NAME, read_card_metadata
 
 logger = logging.getLogger(__name__)
 

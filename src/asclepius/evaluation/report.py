@@ -14,7 +14,8 @@ from typing import Any
 
 from asclepius.evaluation import statistics
 from asclepius.evaluation.judging import SCORE_NAMES, Item, paper_style_means
-from asclepius.hub import atomic_write_text
+from asclepius.stage.files import atomic_write_text
+from asclepius.stage.provenance import UNKNOWN, Provenance, restricted
 
 
 def build_results(
@@ -404,24 +405,39 @@ def write_judgement_folder(
     results: dict[str, Any],
     meta: dict[str, Any],
     mimic: bool = False,
+    provenance: Provenance | None = None,
 ) -> Path:
-    """The Hub-ready judgement folder: parquet configs, results.json, plots, report.md, card LAST."""
+    """The Hub-ready judgement folder: parquet configs, results.json, plots, report.md, card LAST.
+
+    ``provenance`` (the answers', combined) is stamped into every parquet file and the card;
+    without it the folder is restricted when ``mimic``, else unknown.
+    """
     from datasets import Dataset
 
-    from asclepius import hub
     from asclepius.evaluation.cards import JUDGEMENT_TEMPLATE, render_card
+    from asclepius.stage.files import mark_unfinished, size_category, write_dataset_configs
+    from asclepius.stage.provenance import (
+        MIMIC_LICENSE,
+        MIMIC_LICENSE_LINK,
+        MIMIC_LICENSE_NAME,
+        mark_mimic_derived,
+    )
 
     output_dir = Path(output_dir)
-    hub.mark_unfinished(output_dir)
-    configs = hub.write_dataset_configs(
+    mark_unfinished(output_dir)
+    if provenance is None:
+        provenance = restricted(str(output_dir), "judged MIMIC-derived answers") if mimic else None
+    provenance = provenance or Provenance(UNKNOWN, "answers of unknown provenance")
+    configs = write_dataset_configs(
         output_dir,
         {
             "scores": {"test": Dataset.from_list(list(scores))},
             "judgements": {"test": Dataset.from_list(list(judgements))},
         },
+        provenance=provenance,
     )
     if mimic:
-        hub.mark_mimic_derived(output_dir)
+        mark_mimic_derived(output_dir)
     meta["plots"] = [str(p) for p in write_plots(output_dir, results)]
     write_results_json(output_dir, {"meta": meta, **results})
     markdown = render_markdown(results, meta)
@@ -431,13 +447,13 @@ def write_judgement_folder(
         "configs": configs,
         "tags": ["asclepius", "clinical", "evaluation", "llm-judge"] + (["mimic"] if mimic else []),
         "language": ["en"],
-        "size_categories": [hub.size_category(len(scores))],
+        "size_categories": [size_category(len(scores))],
     }
     if mimic:
         card_data.update(
-            license=hub.MIMIC_LICENSE,
-            license_name=hub.MIMIC_LICENSE_NAME,
-            license_link=hub.MIMIC_LICENSE_LINK,
+            license=MIMIC_LICENSE,
+            license_name=MIMIC_LICENSE_NAME,
+            license_link=MIMIC_LICENSE_LINK,
             mimic_derived=True,
         )
     context = {
@@ -446,4 +462,4 @@ def write_judgement_folder(
         "prompt_hash": meta["prompt_hash"],
         "report": markdown,
     }
-    return render_card(output_dir, JUDGEMENT_TEMPLATE, card_data, context)
+    return render_card(output_dir, JUDGEMENT_TEMPLATE, card_data, context, provenance=provenance)

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from asclepius.redaction import redact
-from asclepius.stage.files import CARD_NAME, atomic_write_text
+from asclepius.stage.files import CARD_NAME, atomic_write_text, uploaded_files
+from asclepius.stage.provenance import Provenance, card_provenance
+from asclepius.stage.stamps import CARD_FILES_KEY, CARD_STAMP_KEY, stamp_payload, vouched_files
 
 DATASET_TEMPLATE = "dataset_card.md"
 MODEL_TEMPLATE = "model_card.md"
@@ -52,17 +54,26 @@ def render_card(
     template: str,
     card_data: Mapping[str, Any],
     context: Mapping[str, Any],
+    provenance: Provenance | None = None,
 ) -> Path:
     """Render ``template`` (a package template name) as a ``kind`` card ("dataset"/"model"), write it last.
 
     Every value passes through :func:`asclepius.redaction.redact` first, so a URL with
-    credentials cannot reach the YAML header or the text.
+    credentials cannot reach the YAML header or the text. The YAML also carries the
+    folder's provenance stamp (``provenance``, or what ``card_data`` says) and the files
+    the card vouches for: every file an upload would send, by name and sha256. A file
+    added later is not listed, so the card says nothing about it.
     """
     from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
 
     card_cls, data_cls = (DatasetCard, DatasetCardData) if kind == "dataset" else (ModelCard, ModelCardData)
+    data = redact(dict(card_data))
+    data[CARD_STAMP_KEY] = stamp_payload(provenance or card_provenance(data, str(output_dir)))
+    data[CARD_FILES_KEY] = vouched_files(
+        output_dir, [name for name in uploaded_files(output_dir) if name != CARD_NAME]
+    )
     card = card_cls.from_template(
-        data_cls(**redact(dict(card_data))), template_str=template_text(template), **redact(dict(context))
+        data_cls(**data), template_str=template_text(template), **redact(dict(context))
     )
     path = Path(output_dir) / CARD_NAME
     atomic_write_text(path, str(card))

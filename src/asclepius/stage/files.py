@@ -16,8 +16,34 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from asclepius.stage.stamps import write_parquet
+
 WORK_DIR_NAME = ".asclepius"
 CARD_NAME = "README.md"
+
+# fnmatch patterns as huggingface_hub applies them to paths relative to the folder ('*' also
+# matches '/'): each excluded name is excluded at any depth (a stage folder nested in the
+# pushed one has its own .asclepius/ and checkpoints).
+NEVER_UPLOADED = [
+    f"{WORK_DIR_NAME}/*",
+    f"*/{WORK_DIR_NAME}/*",
+    "checkpoint-*/*",
+    "*/checkpoint-*/*",
+    "*.tmp",
+    "training_args.bin",
+    "*/training_args.bin",
+    "*.pkl",
+    "*.pickle",
+]
+
+
+def uploaded_files(folder: str | os.PathLike) -> list[str]:
+    """The paths (relative, '/'-separated) an upload of ``folder`` sends: huggingface_hub's own filter."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    folder = Path(folder)
+    paths = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+    return list(filter_repo_objects(paths, ignore_patterns=NEVER_UPLOADED))
 
 
 def work_dir(output_dir: str | os.PathLike) -> Path:
@@ -79,13 +105,14 @@ def today() -> str:
 
 
 def write_dataset_configs(
-    output_dir: str | os.PathLike, configs: Mapping[str, Mapping[str, Any]]
+    output_dir: str | os.PathLike, configs: Mapping[str, Mapping[str, Any]], *, provenance
 ) -> list[dict]:
     """Write ``{config: {split: Dataset}}`` as ``data/<config>/<split>-00000-of-00001.parquet``.
 
-    Each file is written under a temporary name and renamed, so a crash leaves no
-    truncated parquet. Returns the ``configs`` YAML entries for the card (the first
-    config is the default).
+    Each file carries ``provenance`` (a :class:`~asclepius.stage.provenance.Provenance`)
+    in its schema metadata, so a copy of it is recognised anywhere. Each is written under
+    a temporary name and renamed, so a crash leaves no truncated parquet. Returns the
+    ``configs`` YAML entries for the card (the first config is the default).
     """
     output_dir = Path(output_dir)
     entries = []
@@ -94,10 +121,7 @@ def write_dataset_configs(
         folder.mkdir(parents=True, exist_ok=True)
         data_files = []
         for split, dataset in splits.items():
-            final = folder / f"{split}-00000-of-00001.parquet"
-            tmp = folder / f".{split}.parquet.tmp"
-            dataset.to_parquet(str(tmp))
-            os.replace(tmp, final)
+            write_parquet(dataset, folder / f"{split}-00000-of-00001.parquet", provenance)
             data_files.append({"split": split, "path": f"data/{config_name}/{split}-*.parquet"})
         entry = {"config_name": config_name, "data_files": data_files}
         if index == 0:

@@ -16,38 +16,15 @@ import re
 from pathlib import Path
 
 from asclepius.errors import InputError
-from asclepius.stage.files import WORK_DIR_NAME, is_finished
+from asclepius.stage.files import NEVER_UPLOADED, is_finished, uploaded_files
 from asclepius.stage.policy import check_push, check_visibility
 from asclepius.stage.provenance import Provenance, classify, combine
 
 logger = logging.getLogger(__name__)
 
-# fnmatch patterns as huggingface_hub applies them to paths relative to the folder ('*' also
-# matches '/'): each excluded name is excluded at any depth (a stage folder nested in the
-# pushed one has its own .asclepius/ and checkpoints).
-NEVER_UPLOADED = [
-    f"{WORK_DIR_NAME}/*",
-    f"*/{WORK_DIR_NAME}/*",
-    "checkpoint-*/*",
-    "*/checkpoint-*/*",
-    "*.tmp",
-    "training_args.bin",
-    "*/training_args.bin",
-    "*.pkl",
-    "*.pickle",
-]
 # Text files scanned for secrets before an upload (weights and parquet are binary, not scanned).
 _TEXT_SUFFIXES = {".md", ".json", ".jsonl", ".txt", ".yaml", ".yml", ".cfg", ".ini", ".py", ".csv", ".log"}
 _SECRET = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,})")
-
-
-def uploaded_files(folder: str | os.PathLike) -> list[str]:
-    """The paths (relative, '/'-separated) an upload of ``folder`` sends: huggingface_hub's own filter."""
-    from huggingface_hub.utils import filter_repo_objects
-
-    folder = Path(folder)
-    paths = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
-    return list(filter_repo_objects(paths, ignore_patterns=NEVER_UPLOADED))
 
 
 def files_with_secrets(folder: str | os.PathLike) -> list[Path]:

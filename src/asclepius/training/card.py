@@ -10,20 +10,34 @@ from __future__ import annotations
 import json
 import logging
 import platform
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from asclepius import hub
 from asclepius.prompts import (
     DEFAULT_PROMPT_FORMAT,
     INFERENCE_PROMPT_HASH,
     PROMPT_FORMAT_HASHES,
     PROMPT_FORMATS,
 )
-from asclepius.stage.cards import MODEL_TEMPLATE
+from asclepius.stage.cards import MODEL_TEMPLATE, PAPER_CITATION, PMC_PATIENTS_CITATION
 from asclepius.stage.cards import render_card as render_template
-from asclepius.stage.provenance import CARD_KEY, PUBLIC, RESTRICTED, UNKNOWN, Provenance, classify, combine
+from asclepius.stage.files import WORK_DIR_NAME, atomic_write_text, read_card_metadata, today, work_dir
+from asclepius.stage.provenance import (
+    CARD_KEY,
+    MIMIC_LICENSE,
+    MIMIC_LICENSE_LINK,
+    MIMIC_LICENSE_NAME,
+    PMC_PATIENTS_LICENSE,
+    PUBLIC,
+    RESTRICTED,
+    UNKNOWN,
+    Provenance,
+    card_provenance,
+    classify,
+    combine,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +56,8 @@ def resolve_base_model(model_name_or_path: str) -> str | None:
     """The Hub id this model descends from: itself if it is a Hub id, else what its local card says."""
     if not is_local(model_name_or_path):
         return model_name_or_path
-    base = hub.read_card_metadata(model_name_or_path).get("base_model")
+    base = read_card_metadata(model_name_or_path).get("base_model")
     return base[0] if isinstance(base, list) and base else base
-
-
-def inherits_mimic(*folders: str | None) -> bool:
-    """True if any local input folder (dataset or starting model) is MIMIC-derived."""
-    return any(is_local(folder) and hub.is_mimic_derived(folder) for folder in folders)
 
 
 def package_versions() -> dict[str, str]:
@@ -119,10 +128,9 @@ def gather_facts(
     world_size = training_args.world_size
     losses = [entry for entry in log_history if "loss" in entry]
     steps = [entry["step"] for entry in log_history if "step" in entry]
-    mimic = inherits_mimic(script_args.dataset_name, model_args.model_name_or_path) or bool(
-        provenance and provenance.mimic_derived
-    )
-    status = RESTRICTED if mimic else provenance.status if provenance else UNKNOWN
+    # The stage's provenance alone says what the model may be: restricted, unknown or public.
+    mimic = bool(provenance and provenance.mimic_derived)
+    status = provenance.status if provenance else UNKNOWN
     # The bytes an sft model learned (readme or original); generate.py and `asclepius chat` read it back.
     prompt_format = getattr(script_args, "prompt_format", DEFAULT_PROMPT_FORMAT) if stage == "sft" else None
     return {
@@ -137,6 +145,7 @@ def gather_facts(
         "merged": False,
         "mimic_derived": mimic,
         "data_provenance": status,
+        "restricted_sources": list(provenance.restricted_sources) if provenance else [],
         "hyperparameters": hyperparameters(training_args, model_args, world_size),
         "results": {
             "train_loss": train_metrics.get("train_loss"),
@@ -149,7 +158,7 @@ def gather_facts(
         "versions": package_versions(),
         "prompt_format": prompt_format,
         "prompt_hash": PROMPT_FORMAT_HASHES[prompt_format or DEFAULT_PROMPT_FORMAT],
-        "date": hub.today(),
+        "date": today(),
     }
 
 
@@ -176,14 +185,14 @@ def card_data(facts: dict[str, Any]) -> dict[str, Any]:
         data["datasets"] = [facts["dataset"]]
     if facts["mimic_derived"]:
         data.update(
-            license=hub.MIMIC_LICENSE,
-            license_name=hub.MIMIC_LICENSE_NAME,
-            license_link=hub.MIMIC_LICENSE_LINK,
+            license=MIMIC_LICENSE,
+            license_name=MIMIC_LICENSE_NAME,
+            license_link=MIMIC_LICENSE_LINK,
             mimic_derived=True,
         )
         data["tags"].append("mimic")
     else:
-        data["license"] = hub.PMC_PATIENTS_LICENSE
+        data["license"] = PMC_PATIENTS_LICENSE
     # Cards written before provenance was recorded: unknown, hence restricted (fail closed).
     data[CARD_KEY] = RESTRICTED if facts["mimic_derived"] else facts.get("data_provenance") or UNKNOWN
     if data[CARD_KEY] != PUBLIC:
@@ -202,9 +211,7 @@ def table(values: dict[str, Any]) -> list[tuple[str, str]]:
 
 def render_card(output_dir: str | Path, facts: dict[str, Any]) -> Path:
     """Write ``README.md`` (the card) from ``facts``; call it last: a card means the folder is finished."""
-    if facts["mimic_derived"]:
-        hub.mark_mimic_derived(output_dir)
-    hub.atomic_write_text(hub.work_dir(output_dir) / FACTS_FILE, json.dumps(facts, indent=2) + "\n")
+    atomic_write_text(work_dir(output_dir) / FACTS_FILE, json.dumps(facts, indent=2) + "\n")
     data = card_data(facts)
     context = {
         **facts,
@@ -214,21 +221,33 @@ def render_card(output_dir: str | Path, facts: dict[str, Any]) -> Path:
         "hyperparameter_rows": table(facts["hyperparameters"]),
         "result_rows": table(facts["results"]),
         "version_line": ", ".join(f"{name} {number}" for name, number in facts["versions"].items()),
-        "paper_citation": hub.PAPER_CITATION,
-        "pmc_patients_citation": hub.PMC_PATIENTS_CITATION,
+        "paper_citation": PAPER_CITATION,
+        "pmc_patients_citation": PMC_PATIENTS_CITATION,
     }
-    path = render_template(output_dir, kind="model", template=MODEL_TEMPLATE, card_data=data, context=context)
+    stamp = replace(
+        card_provenance(data, str(output_dir)),
+        restricted_sources=tuple(facts.get("restricted_sources") or ()),
+    )
+    path = render_template(
+        output_dir, kind="model", template=MODEL_TEMPLATE, card_data=data, context=context, provenance=stamp
+    )
     logger.info("model card -> %s", path)
     return path
 
 
 def read_facts(folder: str | Path) -> dict[str, Any] | None:
-    path = Path(folder) / hub.WORK_DIR_NAME / FACTS_FILE
+    path = Path(folder) / WORK_DIR_NAME / FACTS_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-def merged_facts(adapter_dir: str, *, base_model: str, model_name: str) -> dict[str, Any]:
-    """Facts for the card of a merged model: the adapter's own (when sft.py made it), marked merged."""
+def merged_facts(
+    adapter_dir: str, *, base_model: str, model_name: str, provenance: Provenance | None = None
+) -> dict[str, Any]:
+    """Facts for the card of a merged model: the adapter's own (when sft.py made it), marked merged.
+
+    ``provenance``: the merge stage's (adapter and the base actually loaded, combined);
+    without it, both are classified here.
+    """
     facts = read_facts(adapter_dir) if is_local(adapter_dir) else None
     if facts is None:
         # An adapter from elsewhere: say what is known and leave the rest out.
@@ -247,9 +266,12 @@ def merged_facts(adapter_dir: str, *, base_model: str, model_name: str) -> dict[
             "versions": package_versions(),
             "prompt_hash": INFERENCE_PROMPT_HASH,
         }
-    facts["mimic_derived"] = bool(facts.get("mimic_derived")) or inherits_mimic(adapter_dir, base_model)
-    merged_inputs = combine([classify(adapter_dir, kind="adapter"), classify(base_model, kind="model")])
-    if merged_inputs.restricted:  # an adapter with no card of ours, or a checkpoint: unknown at best
-        facts["data_provenance"] = RESTRICTED if facts["mimic_derived"] else merged_inputs.status
-    facts.update(merged=True, adapter=True, model_name=model_name, merged_from=adapter_dir, date=hub.today())
+    if provenance is None:
+        provenance = combine([classify(adapter_dir, kind="adapter"), classify(base_model, kind="model")])
+    facts.update(
+        mimic_derived=provenance.mimic_derived,
+        data_provenance=provenance.status,
+        restricted_sources=list(provenance.restricted_sources),
+    )
+    facts.update(merged=True, adapter=True, model_name=model_name, merged_from=adapter_dir, date=today())
     return facts

@@ -12,23 +12,32 @@ from pathlib import Path
 
 import torch
 
+from asclepius.errors import InputError
+from asclepius.stage.provenance import Provenance
+from asclepius.stage.stamps import stamp_weights
+
 logger = logging.getLogger(__name__)
 
 
 def merge_adapter(
-    adapter_dir: str, output_dir: str | Path, *, base_model: str | None = None, dtype: str = "auto"
+    adapter_dir: str,
+    output_dir: str | Path,
+    *,
+    provenance: Provenance,
+    base_model: str | None = None,
+    dtype: str = "auto",
 ) -> tuple[Path, str]:
     """Merge ``adapter_dir`` into ``base_model`` (default: the adapter's own base) and save to ``output_dir``.
 
+    The merged weights carry ``provenance`` (the adapter's and the base's, combined).
     Returns (output folder, the base model merged into).
     """
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    adapter_config = PeftConfig.from_pretrained(adapter_dir)
-    base_model = base_model or adapter_config.base_model_name_or_path
+    base_model = base_model or PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path
     if not base_model:
-        raise ValueError(f"{adapter_dir}: the adapter does not name its base model; pass --base_model")
+        raise InputError(adapter_dir, "the adapter does not name its base model; pass --base_model")
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     logger.info("merging %s into %s (%s)", adapter_dir, base_model, dtype)
     base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch_dtype, device_map="cpu")
@@ -36,6 +45,7 @@ def merge_adapter(
     merged.config.use_cache = True
     output_dir = Path(output_dir)
     merged.save_pretrained(output_dir)
+    stamp_weights(output_dir, provenance)
     # The adapter folder holds the tokenizer the adapter was trained with (pad/eos settled).
     tokenizer_source = adapter_dir if (Path(adapter_dir) / "tokenizer_config.json").exists() else base_model
     AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(output_dir)

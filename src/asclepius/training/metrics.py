@@ -23,8 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from asclepius.hub import atomic_write_text, work_dir
 from asclepius.prompts import DEFAULT_PROMPT_FORMAT, render_training_prompt, training_completion
+from asclepius.stage.files import atomic_write_text, work_dir
 from asclepius.training.formatting import tokenize_prompt_completion
 
 logger = logging.getLogger(__name__)

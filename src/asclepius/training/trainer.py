@@ -18,7 +18,9 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantization_config
 
 from asclepius.errors import InputError
-from asclepius.hub import work_dir
+from asclepius.stage.files import work_dir
+from asclepius.stage.provenance import read_marker
+from asclepius.stage.stamps import stamp_weights
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,14 @@ class AsclepiusTrainer(SFTTrainer):
 
     def create_model_card(self, *args, **kwargs) -> None:
         return None
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Save as the Trainer does (final model and every checkpoint), then stamp the weights with the
+        run's provenance, read from the marker the stage wrote before the first step: a checkpoint
+        copied elsewhere is still recognised."""
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            stamp_weights(output_dir or self.args.output_dir, read_marker(self.args.output_dir))
 
     def training_step(self, model, inputs, *args, **kwargs):
         if self.batch_log is not None:
