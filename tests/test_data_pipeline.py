@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 from datasets import Dataset, load_dataset
 
-from asclepius import hub, prompts
+from asclepius import prompts
 from asclepius.data.stage import load_stage_input
 from asclepius.errors import InputError
+from asclepius.stage.files import is_finished, read_card_metadata, work_dir
 from asclepius.tasks import TASKS
 from asclepius.testing import OpenAIServer
 
@@ -210,7 +211,7 @@ def test_questions_are_clean_and_near_duplicates_dropped(chain):
 
 def test_cards_hold_metadata_counts_and_quality_plots(chain):
     for folder in (chain.notes, chain.questions, chain.instructions):
-        metadata = hub.read_card_metadata(folder)
+        metadata = read_card_metadata(folder)
         assert metadata["license"] == "cc0-1.0"  # declared in the tiny recipe
         assert {"synthetic", "clinical"} <= set(metadata["tags"])
         assert metadata["language"] == ["en"] and metadata["size_categories"] == ["n<1K"]
@@ -243,7 +244,7 @@ def test_reruns_send_nothing(chain):
     # An unfinished stage (no card) resumes from its ledger.
     (chain.instructions / "README.md").unlink()
     chain.run("answers")
-    assert hub.is_finished(chain.instructions)
+    assert is_finished(chain.instructions)
     assert len(chain.server.billing) == billed
     assert not chain.server.billing.double_billed()
 
@@ -254,7 +255,7 @@ def test_dry_run_sends_and_writes_nothing(chain, tmp_path):
     process = chain.run("notes", "--dry_run", "true", "--output_dir", str(output), "--limit", "5")
     assert "dry run" in process.stderr and "5 to send" in process.stderr
     assert len(chain.server.billing) == billed
-    assert not hub.is_finished(output) and not (output / "data").exists()
+    assert not is_finished(output) and not (output / "data").exists()
 
 
 def test_missing_text_column_fails_in_one_line(chain, tmp_path):
@@ -302,7 +303,7 @@ def test_notes_folder_without_note_column_is_refused(tmp_path):
 
 def test_unfinished_input_folder_is_refused(chain, tmp_path):
     folder = tmp_path / "half-written"
-    hub.work_dir(folder)
+    work_dir(folder)
     (folder / "data").mkdir()
     with pytest.raises(InputError, match="unfinished"):
         load_stage_input(str(folder), ["note"])
@@ -324,4 +325,4 @@ def test_empty_splits_are_left_out_and_an_empty_default_config_stops_the_stage(t
         empty.write_configs(
             {"default": {"train": rows.select([])}, "annotated": {"train": rows}}, drops={"empty": 2}
         )
-    assert (tmp_path / "empty" / "data" / "annotated").is_dir() and not hub.is_finished(tmp_path / "empty")
+    assert (tmp_path / "empty" / "data" / "annotated").is_dir() and not is_finished(tmp_path / "empty")

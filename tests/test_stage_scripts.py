@@ -12,7 +12,8 @@ import json
 import pytest
 from test_data_pipeline import DEMO, error_line, run_script, script_env
 
-from asclepius import hub
+from asclepius.stage.files import read_card_metadata
+from asclepius.stage.provenance import MIMIC_LICENSE_NAME, mark_mimic_derived
 from asclepius.testing import OpenAIServer
 
 NOTEEVENTS = (
@@ -53,9 +54,9 @@ def test_raw_noteevents_given_to_make_notes_make_restricted_notes_and_no_public_
         assert len(server.billing) == 0 and not output.exists()  # refused before any work
         made = run_script("make_notes.py", *data_flags(server, *columns), env=env)  # 127.0.0.1 is allowed
         assert made.returncode == 0, made.stderr[-2000:]
-    metadata = hub.read_card_metadata(output)
+    metadata = read_card_metadata(output)
     assert metadata["mimic_derived"] is True and metadata["data_provenance"] == "restricted"
-    assert metadata["license_name"] == hub.MIMIC_LICENSE_NAME
+    assert metadata["license_name"] == MIMIC_LICENSE_NAME
 
 
 def test_restricted_notes_never_go_to_an_endpoint_off_the_allow_list(tmp_path, env):
@@ -90,7 +91,7 @@ def test_restricted_notes_never_go_to_an_endpoint_off_the_allow_list(tmp_path, e
                          env=keyed)  # fmt: skip
     assert refused.returncode == 2 and "--allowed_endpoints" in error_line(refused)
     answers = tmp_path / "mimic-answers"
-    hub.mark_mimic_derived(answers)
+    mark_mimic_derived(answers)
     (answers / "answers.jsonl").write_text(
         json.dumps({"note": "n", "question": "q", "generated": "a"}) + "\n"
     )
@@ -167,7 +168,7 @@ def test_training_refuses_a_public_push_of_restricted_data_before_the_first_step
     (data / "train.jsonl").write_text(
         json.dumps({"patient_id": 1, "note": "n", "question": "q", "answer": "a"})
     )
-    hub.mark_mimic_derived(data)
+    mark_mimic_derived(data)
     output = tmp_path / "sft"
     process = run_script("sft.py", "--config", "recipes/tiny/sft/config_full.yaml", "--model_name_or_path",
                          str(tiny_model_path), "--dataset_name", str(data), "--output_dir", str(output),
