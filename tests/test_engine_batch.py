@@ -51,7 +51,8 @@ def run(engine: Engine, n: int) -> list:
 def test_batch_results_equal_sync_results_and_are_billed_once(tmp_path, make_engine):
     with OpenAIServer() as server:
         sync = run(make_engine(server.base_url, ledger=tmp_path / "sync.sqlite", default_max_tokens=64), 30)
-    with OpenAIServer(batch_requests_per_poll=7) as server:
+    # The same port, hence the same endpoint: keys (which include it) are compared below.
+    with OpenAIServer(batch_requests_per_poll=7, port=server.port) as server:
         engine = batch_engine(server.base_url, tmp_path / "batch.sqlite")
         batch = run(engine, 30)
         assert not server.billing.double_billed() and len(server.billing) == 30
@@ -65,7 +66,7 @@ def test_batch_results_equal_sync_results_and_are_billed_once(tmp_path, make_eng
     assert engine.summary.batch_polls >= 5 and engine.summary.backend == "batch"
     with sqlite3.connect(tmp_path / "batch.sqlite") as db:
         assert {row[0] for row in db.execute("SELECT backend FROM results")} == {"batch"}
-    with OpenAIServer() as server:  # everything is in the ledger: no API call at all
+    with OpenAIServer(port=server.port) as server:  # everything is in the ledger: no API call at all
         again = run(batch_engine(server.base_url, tmp_path / "batch.sqlite"), 30)
         assert all(r.from_ledger for r in again) and sum(server.batch.calls.values()) == 0
 
@@ -98,7 +99,7 @@ def test_batches_that_never_finish_stop_after_stalled_expiries_and_sync_finishes
     assert batch_billing == 18  # everything answered was kept, nothing paid twice
     with sqlite3.connect(ledger) as db:
         assert db.execute("SELECT COUNT(*) FROM results WHERE status = 'done'").fetchone()[0] == 18
-    with OpenAIServer() as server:  # the one-line advice: finish the rest synchronously
+    with OpenAIServer(port=server.port) as server:  # the one-line advice: finish the rest synchronously
         results = run(batch_engine(server.base_url, ledger, backend="sync"), 20)
         assert len(server.billing) == 2 and not server.billing.double_billed()
     assert all(r.ok for r in results) and sum(r.from_ledger for r in results) == 18
@@ -228,7 +229,7 @@ def test_write_only_then_local_results_import(tmp_path):
                     "response": {"status_code": 200, "body": response},
                 }
                 handle.write(json.dumps({**record, "error": None}) + "\n")
-    with OpenAIServer() as server:
+    with OpenAIServer(port=server.port) as server:  # the same endpoint as the written batch
         engine = batch_engine(server.base_url, ledger, batch_results=str(outputs))
         results = run(engine, 12)
         assert all(r.ok and r.from_ledger for r in results) and sum(server.batch.calls.values()) == 0

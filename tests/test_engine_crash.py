@@ -85,6 +85,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, make_engine):
         assert done_at_kill, f"nothing committed before the kill (seed {seed})"
 
         process = driver(tmp_path, server.base_url, ledger, tmp_path / "rerun.jsonl")
+        endpoint, port = server.base_url, server.port
         assert process.wait(timeout=120) == 0
         billed = server.billing.counts()
 
@@ -92,7 +93,8 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, make_engine):
     assert sorted(r["i"] for r in rerun) == list(range(N))
     assert sum(r["from_ledger"] for r in rerun) >= len(done_at_kill)
 
-    with OpenAIServer() as reference_server:
+    # The same port: the endpoint is part of every key, and the keys are compared.
+    with OpenAIServer(port=port) as reference_server:
         reference: list = []
         engine = make_engine(
             reference_server.base_url, ledger=tmp_path / "ref.sqlite", max_concurrency=CONCURRENCY
@@ -101,9 +103,9 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, make_engine):
     assert {(r["key"], r["content"], r["ok"]) for r in rerun} == {(r.key, r.content, r.ok) for r in reference}
 
     hash_of = {
-        request_key("test-model", messages(i), temperature=1.0, max_tokens=MAX_TOKENS): messages_hash(
-            messages(i)
-        )
+        request_key(
+            "test-model", messages(i), endpoint=endpoint, temperature=1.0, max_tokens=MAX_TOKENS
+        ): messages_hash(messages(i))
         for i in range(N)
     }
     assert set(hash_of) == {r["key"] for r in rerun}

@@ -136,10 +136,10 @@ def test_a_ledger_from_before_batches_and_prices_is_upgraded_in_place(make_engin
         db.execute("ALTER TABLE results DROP COLUMN cost_usd")
         db.execute("DROP TABLE batch_members")
         db.execute("DROP TABLE batch_shards")
-    dry = make_engine("http://127.0.0.1:1/v1", ledger=ledger, dry_run=True)
+    dry = make_engine(server.base_url, ledger=ledger, dry_run=True)  # contacts nothing
     run(dry, [ask(i) for i in range(4)])
     assert dry.summary.from_ledger == 3 and dry.summary.to_send == 1
-    with OpenAIServer() as server:
+    with OpenAIServer(port=server.port) as server:  # the same endpoint: the ledger's answers are its own
         again = run(make_engine(server.base_url, ledger=ledger, backend="batch", batch_poll_seconds=0.01), [ask(i) for i in range(4)])  # fmt: skip
         assert sorted(r.content for r in again[:3]) == sorted(r.content for r in first)
         assert all(r.from_ledger for r in again[:3]) and len(server.billing) == 1

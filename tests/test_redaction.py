@@ -4,7 +4,7 @@ from asclepius.redaction import redact, redact_text, redact_url
 def test_user_info_and_secret_query_values_are_removed():
     assert redact_url("https://alice:s3cret@example.org/v1") == "https://***@example.org/v1"
     redacted = redact_url("https://h.example/v1?api-key=abc123&deployment=gpt")
-    assert "abc123" not in redacted and "deployment=gpt" in redacted
+    assert redacted == "https://h.example/v1?***"  # the whole query: which names carry secrets is unknowable
     assert redact_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
     assert redact_url(None) is None
 

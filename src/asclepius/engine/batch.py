@@ -39,7 +39,7 @@ import openai
 from tqdm.auto import tqdm
 
 from asclepius.engine.client import CallError, _status_error
-from asclepius.engine.ledger import Entry, Ledger, Shard
+from asclepius.engine.ledger import Entry, Shard
 from asclepius.engine.request import Request, Result, estimate_prompt_tokens
 from asclepius.errors import InputError
 
@@ -126,7 +126,7 @@ def import_results(engine, path: str | os.PathLike) -> int:
     source = Path(path)
     if not source.is_file():
         raise InputError(source, "no such file (--batch_results)")
-    ledger = Ledger(engine.ledger_path)
+    ledger = engine.open_ledger()
     rows, written = [], 0
     try:
         with source.open(encoding="utf-8") as handle:
@@ -158,7 +158,7 @@ class BatchRun:
 
     def __init__(self, engine, total: int | None):
         self.engine, self.args, self.summary = engine, engine.args, engine.summary
-        self.ledger = Ledger(engine.ledger_path)
+        self.ledger = engine.open_ledger()
         self.folder = Path(engine.ledger_path).parent / "batches"
         self.spent = self.ledger.spent()
         self.summary.spent_before = self.spent
@@ -191,7 +191,7 @@ class BatchRun:
                     break
                 results = await self.run_round(round_requests)
                 for result in results:
-                    self.summary.record(result.ok, result.error, result.from_ledger)
+                    self.summary.record(result.ok, result.error, result.from_ledger, result.endpoint)
                     self.bar.update(1)
                     yield result
                 if size is None:

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
+import httpx2
 import openai
 
 from asclepius.engine.config import EngineArguments
 from asclepius.engine.pacing import retry_delay_from_headers
 from asclepius.engine.request import estimate_prompt_tokens
 from asclepius.errors import InputError
-from asclepius.redaction import redact_text, redact_url
+from asclepius.network import environment_proxy, is_loopback_host, url_host
+from asclepius.redaction import REDACTED, redact_text, redact_url, register_secret
 
-_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 # 408 timeout, 409 conflict (OpenAI uses it for transient lock contention), 429 rate limit.
 _RETRYABLE_4XX = {408, 409, 429}
 # Wrong key, no access, wrong model or deployment name: not worth a retry within the run,
@@ -36,10 +37,11 @@ def fixable_by_rerun(error: str | None) -> bool:
 class Secret:
     """Holds the API key so that no repr, str or log line can show it."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "placeholder")
 
-    def __init__(self, value: str):
+    def __init__(self, value: str, *, placeholder: bool = False):
         self._value = value
+        self.placeholder = placeholder  # "EMPTY" for a local server: nothing to hide
 
     def get(self) -> str:
         return self._value
@@ -47,9 +49,12 @@ class Secret:
     def scrub(self, text: str) -> str:
         """Remove the key, and any credential in a URL, from text about to be logged or recorded.
 
-        Servers echo keys in errors and connection errors quote the URL they tried.
+        Servers echo keys in errors (a wrong path's 404 quotes the URL, query string and all)
+        and connection errors quote the URL they tried. The key's own value goes whatever its
+        length: a six-character key is as secret as a long one.
         """
-        text = text.replace(self._value, "***") if len(self._value) >= 8 else text
+        if self._value and not self.placeholder:
+            text = text.replace(self._value, REDACTED)
         return redact_text(text)
 
     def __repr__(self) -> str:
@@ -76,32 +81,70 @@ def resolve_base_url(args: EngineArguments) -> str:
 
 
 def is_local(base_url: str | None) -> bool:
-    host = urlparse(base_url).hostname if base_url else None
-    return bool(host) and (host in _LOCAL_HOSTS or host.endswith(".localhost"))
+    """A server on this machine (``localhost`` or a loopback address): it needs no real key."""
+    return is_loopback_host(url_host(base_url))
+
+
+# What an environment variable's name looks like (OPENAI_API_KEY, AZURE_OPENAI_API_KEY). Anything
+# else given to --api_key_env may be the key itself, pasted by mistake: never echoed.
+_VARIABLE_NAME = re.compile(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+")
 
 
 def read_api_key(args: EngineArguments) -> Secret:
     """Read the key once, at the edge. A local server gets a placeholder when none is set.
 
-    So does a run that only writes batch files or imports local batch results: it needs
-    no provider (a request that still has to be sent then fails as a 401, which a rerun
-    with the key retries).
+    Local is decided on the endpoint the client will really call (``OPENAI_BASE_URL``
+    included), not on ``--base_url`` alone. A run that only writes batch files or imports
+    local batch results gets the placeholder too: it needs no provider (a request that
+    still has to be sent then fails as a 401, which a rerun with the key retries).
     """
-    key = os.environ.get(args.api_key_env)
+    name = args.api_key_env or ""
+    key = os.environ.get(name) if name else None
     if key:
+        register_secret(key)  # every log line, card, ledger row and error of this process hides it
         return Secret(key)
-    if is_local(args.base_url) or args.batch_write_only or args.batch_results:
-        return Secret("EMPTY")
+    if is_local(resolve_base_url(args)) or args.batch_write_only or args.batch_results:
+        return Secret("EMPTY", placeholder=True)
     where = redact_url(resolve_base_url(args))
+    if not _VARIABLE_NAME.fullmatch(name):
+        raise InputError(
+            "--api_key_env",
+            f"names no environment variable that is set (the value given is not shown: it does not look like a "
+            f"variable name such as OPENAI_API_KEY, and may be a key); pass the NAME of the variable that holds "
+            f"the API key for {where}, never the key itself",
+        )
     raise InputError(
-        f"${args.api_key_env}",
+        f"${name}",
         f"not set; it must hold the API key for {where} (choose the variable with --api_key_env)",
     )
 
 
+def build_http_client(args: EngineArguments) -> httpx2.AsyncClient:
+    """The HTTP client on the path the policy checked: no redirects, the checked proxy, nothing else.
+
+    ``follow_redirects=False``: a 3xx is an error, never a second hop to a host nobody
+    checked (the openai client follows redirects by default). The proxy is the one
+    :func:`asclepius.network.environment_proxy` resolves for the endpoint (what
+    ``check_endpoint`` checked), passed explicitly on a transport of our own, so the
+    environment is not read a second time; ``trust_env`` on the transport only keeps the
+    environment's CA bundle (``SSL_CERT_FILE``) for corporate TLS.
+    """
+    transport = httpx2.AsyncHTTPTransport(
+        proxy=environment_proxy(resolve_base_url(args)),
+        limits=openai.DEFAULT_CONNECTION_LIMITS,
+        trust_env=True,
+    )
+    return openai.DefaultAsyncHttpxClient(transport=transport, follow_redirects=False, trust_env=False)
+
+
 def build_client(args: EngineArguments, api_key: Secret) -> openai.AsyncOpenAI:
     """One client, hence one connection pool, per engine. max_retries=0: retries are ours."""
-    common = dict(api_key=api_key.get(), max_retries=0, timeout=args.request_timeout)
+    common = dict(
+        api_key=api_key.get(),
+        max_retries=0,
+        timeout=args.request_timeout,
+        http_client=build_http_client(args),
+    )
     if args.azure_api_version:
         if not args.base_url:
             raise InputError("--base_url", "is required with --azure_api_version (it is the Azure endpoint)")
@@ -130,6 +173,14 @@ class CallError(Exception):
 
 def _status_error(error: openai.APIStatusError) -> CallError:
     status = error.status_code
+    if 300 <= status < 400:
+        # Never followed (see build_http_client): the policy checked this endpoint, not the next one.
+        location = redact_url(error.response.headers.get("location")) or "no location"
+        return CallError(
+            f"http {status}: redirect to {location} not followed (only the endpoint that was checked is called; "
+            "give the final URL as --base_url)",
+            retryable=False,
+        )
     message = " ".join(str(getattr(error, "message", "") or error).split())[:300]
     retryable = status in _RETRYABLE_4XX or status >= 500
     # Overloaded servers (503) also send retry-after; honour it like a 429's.

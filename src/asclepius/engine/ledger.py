@@ -1,6 +1,7 @@
 """The durable record of every answered or permanently failed request (stdlib SQLite).
 
-Rows are keyed by the request's content hash, so a rerun (after a crash, a Ctrl-C or a
+Rows are keyed by the request's content hash (the endpoint included: a rerun against
+another endpoint never serves this one's answers as its own), so a rerun (after a crash, a Ctrl-C or a
 finished run with more inputs) serves what it already paid for and sends only the rest.
 The ledger records facts (what the server answered, or why no answer came); policy such
 as fail_on_length is applied when a row is read, so changing a flag never needs a resend.
@@ -20,6 +21,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from asclepius.redaction import redact_text
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -62,7 +65,7 @@ CREATE TABLE IF NOT EXISTS batch_members (
 CREATE INDEX IF NOT EXISTS batch_members_key ON batch_members (key);
 """
 # Columns added after the first release; older ledgers get them on open.
-_ADDED_COLUMNS = {"backend": "TEXT", "cost_usd": "REAL"}
+_ADDED_COLUMNS = {"backend": "TEXT", "cost_usd": "REAL", "endpoint": "TEXT"}
 
 _COLUMNS = "key, status, content, finish_reason, prompt_tokens, completion_tokens, error, transient, attempts"
 
@@ -78,6 +81,7 @@ class Entry:
     error: str | None
     transient: bool  # failed only because attempts ran out (429/5xx/timeouts): worth resending
     attempts: int
+    endpoint: str | None = None  # the (redacted) endpoint that answered; None in rows of older ledgers
 
 
 @dataclass(frozen=True)
@@ -99,8 +103,10 @@ _SHARD_COLUMNS = "shard, path, state, file_id, batch_id, status, requests, bytes
 
 
 class Ledger:
-    def __init__(self, path: str | os.PathLike, *, read_only: bool = False):
+    def __init__(self, path: str | os.PathLike, *, read_only: bool = False, endpoint: str | None = None):
+        """``endpoint``: the redacted endpoint recorded on every row this ledger writes."""
         self.path = Path(path)
+        self.endpoint = endpoint
         self._snapshot: str | None = None
         self._has_batches, self._old_schema = True, False
         if read_only:
@@ -121,6 +127,7 @@ class Ledger:
             if name not in present:
                 self._db.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
         self._db.commit()
+        self._columns = f"{_COLUMNS}, endpoint"
 
     def _open_snapshot(self) -> None:
         """Read without writing a byte next to the ledger (a dry run leaves the folder as it was).
@@ -143,21 +150,24 @@ class Ledger:
             self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'batch_members'").fetchone()
         )
         self._old_schema = not set(_ADDED_COLUMNS) <= present
+        self._columns = f"{_COLUMNS}, {'endpoint' if 'endpoint' in present else 'NULL'}"
 
     @staticmethod
     def _entry(row: tuple | None) -> Entry | None:
         if row is None:
             return None
-        key, status, content, finish, prompt, completion, error, transient, attempts = row
-        return Entry(key, status, content, finish, prompt, completion, error, bool(transient), attempts)
+        key, status, content, finish, prompt, completion, error, transient, attempts, endpoint = row
+        return Entry(
+            key, status, content, finish, prompt, completion, error, bool(transient), attempts, endpoint
+        )
 
     def get(self, key: str) -> Entry | None:
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM results WHERE key = ?", (key,)).fetchone()
+        row = self._db.execute(f"SELECT {self._columns} FROM results WHERE key = ?", (key,)).fetchone()
         return self._entry(row)
 
     def get_done_by_resume_key(self, resume_key: str) -> Entry | None:
         row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM results WHERE resume_key = ? AND status = 'done' "
+            f"SELECT {self._columns} FROM results WHERE resume_key = ? AND status = 'done' "
             "ORDER BY created_at LIMIT 1",
             (resume_key,),
         ).fetchone()
@@ -188,10 +198,12 @@ class Ledger:
         self, entry: Entry, *, resume_key: str | None, model: str, backend: str, cost_usd: float | None
     ) -> None:
         now = time.time()
+        # Errors quote what servers sent back (echoed keys, URLs with query strings): never stored raw.
+        error = redact_text(entry.error) if entry.error else entry.error
         self._db.execute(
             "INSERT INTO results (key, status, content, finish_reason, prompt_tokens, completion_tokens,"
-            " error, transient, attempts, resume_key, model, backend, cost_usd, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " error, transient, attempts, resume_key, model, backend, cost_usd, endpoint, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (key) DO UPDATE SET status = excluded.status, content = excluded.content,"
             " finish_reason = excluded.finish_reason, prompt_tokens = excluded.prompt_tokens,"
             " completion_tokens = excluded.completion_tokens, error = excluded.error,"
@@ -199,6 +211,7 @@ class Ledger:
             " resume_key = COALESCE(excluded.resume_key, results.resume_key),"
             " model = excluded.model, backend = excluded.backend,"
             " cost_usd = COALESCE(results.cost_usd, 0) + COALESCE(excluded.cost_usd, 0),"
+            " endpoint = excluded.endpoint,"
             " updated_at = excluded.updated_at",
             (
                 entry.key,
@@ -207,13 +220,14 @@ class Ledger:
                 entry.finish_reason,
                 entry.prompt_tokens,
                 entry.completion_tokens,
-                entry.error,
+                error,
                 int(entry.transient),
                 entry.attempts,
                 resume_key,
                 model,
                 backend,
                 cost_usd,
+                self.endpoint,
                 now,
                 now,
             ),

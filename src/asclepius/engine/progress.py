@@ -47,9 +47,13 @@ class EngineSummary:
     batch_polls: int = 0
     batch_api_calls: int = 0
     batch_resubmitted: int = 0  # requests sent again (expired/cancelled batch, errored row)
+    # Every (redacted) endpoint whose answers this run handed out; a card lists them all.
+    endpoints: list[str] = field(default_factory=list)
 
-    def record(self, ok: bool, error: str | None, from_ledger: bool) -> None:
+    def record(self, ok: bool, error: str | None, from_ledger: bool, endpoint: str | None = None) -> None:
         self.from_ledger += from_ledger
+        if endpoint and endpoint not in self.endpoints:
+            self.endpoints.append(endpoint)
         if ok:
             self.ok += 1
         else:
@@ -60,6 +64,8 @@ class EngineSummary:
     def card_facts(self) -> dict:
         """What a stage card should say about how its requests were run (backend, rounds, spend)."""
         facts: dict = {"backend": self.backend}
+        if self.endpoints:
+            facts["endpoints"] = sorted(self.endpoints)
         if self.backend == "batch":
             facts["batch_rounds"] = len(self.batch_rounds)
             facts["batch_round_sizes"] = list(self.batch_rounds)

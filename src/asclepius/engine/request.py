@@ -42,23 +42,38 @@ class Result:
     )  # why it failed for good: "content_filter", "length", "http 400: ...", "max_attempts: ..."
     attempts: int
     from_ledger: bool  # served without a call (ledger, or a duplicate of a request in this run)
+    endpoint: str | None = None  # the (redacted) endpoint that produced the answer
 
 
-def request_key(model: str, messages: list[dict[str, Any]], **sampling: Any) -> str:
-    """sha256 of the canonical JSON of (model, messages, sampling params); None params are dropped."""
+def request_key(
+    model: str, messages: list[dict[str, Any]], *, endpoint: str | None = None, **sampling: Any
+) -> str:
+    """sha256 of the canonical JSON of (endpoint, model, messages, sampling params); None values are dropped.
+
+    ``endpoint`` (redacted, as :func:`endpoint_identity` gives it) keeps answers of one
+    endpoint from being served as another's: the same model name on a local server and on
+    a provider are different models, and a card must say where each row came from.
+    """
     payload = {"model": model, "messages": messages, **{k: v for k, v in sampling.items() if v is not None}}
+    if endpoint is not None:
+        payload["endpoint"] = endpoint
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def scoped_resume_key(resume_key: str, model: str, **sampling: Any) -> str:
+def endpoint_identity(redacted_url: str | None) -> str:
+    """The endpoint as keys see it: the redacted URL without a trailing slash (the client adds one)."""
+    return (redacted_url or "").rstrip("/")
+
+
+def scoped_resume_key(resume_key: str, model: str, *, endpoint: str | None = None, **sampling: Any) -> str:
     """The caller's logical resume key scoped to the model and sampling parameters.
 
-    A stored answer is reused under a resume key only when the same teacher with the same
-    sampling wrote it: rerunning with another model or temperature must send new
+    A stored answer is reused under a resume key only when the same teacher at the same
+    endpoint with the same sampling wrote it: rerunning with another model or temperature must send new
     requests, never relabel the old answers as the new teacher's.
     """
-    return "resume:" + request_key(model, [{"resume_key": resume_key}], **sampling)
+    return "resume:" + request_key(model, [{"resume_key": resume_key}], endpoint=endpoint, **sampling)
 
 
 def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:

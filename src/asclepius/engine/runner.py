@@ -35,12 +35,13 @@ from asclepius.engine.progress import EngineSummary, Progress
 from asclepius.engine.request import (
     Request,
     Result,
+    endpoint_identity,
     estimate_prompt_tokens,
     request_key,
     scoped_resume_key,
 )
 from asclepius.errors import InputError
-from asclepius.redaction import redact_url
+from asclepius.redaction import redact_text, redact_url
 
 logger = logging.getLogger("asclepius.engine")
 
@@ -129,8 +130,15 @@ class Engine:
         )
 
     def key(self, request: Request) -> str:
+        """The request's ledger key: what determines the answer, the endpoint included."""
         temperature, max_tokens = self.sampling(request)
-        return request_key(self.args.model, request.messages, temperature=temperature, max_tokens=max_tokens)
+        return request_key(
+            self.args.model,
+            request.messages,
+            endpoint=endpoint_identity(self.endpoint),
+            temperature=temperature,
+            max_tokens=max_tokens,
+        )
 
     def resume_key(self, request: Request) -> str | None:
         """The request's resume_key scoped to model and sampling (None when it has none)."""
@@ -138,7 +146,11 @@ class Engine:
             return None
         temperature, max_tokens = self.sampling(request)
         return scoped_resume_key(
-            request.resume_key, self.args.model, temperature=temperature, max_tokens=max_tokens
+            request.resume_key,
+            self.args.model,
+            endpoint=endpoint_identity(self.endpoint),
+            temperature=temperature,
+            max_tokens=max_tokens,
         )
 
     def worst_cost(self, request: Request) -> float:
@@ -177,8 +189,13 @@ class Engine:
         entry = ledger.get(key)
         return entry if self.reusable(entry) else None
 
+    def open_ledger(self) -> Ledger:
+        """The ledger, writing this engine's (redacted) endpoint on every row."""
+        return Ledger(self.ledger_path, endpoint=endpoint_identity(self.endpoint))
+
     def to_result(self, request: Request, entry: Entry, *, from_ledger: bool) -> Result:
-        ok, error = entry.status == "done", entry.error
+        # Redacted again on the way out: rows of older ledgers were stored as the server sent them.
+        ok, error = entry.status == "done", redact_text(entry.error) if entry.error else entry.error
         if ok and entry.finish_reason == "content_filter":
             ok, error = False, "content_filter"
         elif ok and entry.finish_reason == "length" and self.args.fail_on_length:
@@ -193,6 +210,7 @@ class Engine:
             error=error,
             attempts=entry.attempts,
             from_ledger=from_ledger,
+            endpoint=entry.endpoint if from_ledger else endpoint_identity(self.endpoint),
         )
 
     async def stream(
@@ -267,7 +285,7 @@ class _Run:
     def __init__(self, engine: Engine, total: int | None):
         args = engine.args
         self.engine, self.args, self.summary = engine, args, engine.summary
-        self.ledger = Ledger(engine.ledger_path)
+        self.ledger = engine.open_ledger()
         self.client = engine.client()
         self.pacer = Pacer(args.max_requests_per_minute, args.max_tokens_per_minute)
         self.slots = asyncio.Semaphore(args.max_concurrency)
@@ -358,7 +376,7 @@ class _Run:
         task.add_done_callback(self.tasks.discard)
 
     def emit(self, result: Result) -> None:
-        self.summary.record(result.ok, result.error, result.from_ledger)
+        self.summary.record(result.ok, result.error, result.from_ledger, result.endpoint)
         self.results.put_nowait(result)
 
     async def _follow(self, request: Request, twin: asyncio.Future) -> None:

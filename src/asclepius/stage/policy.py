@@ -9,11 +9,10 @@ repository public.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
 from asclepius.errors import InputError
+from asclepius.network import environment_proxy, is_private_host, url_host, url_port
 from asclepius.redaction import redact_url
 from asclepius.stage.provenance import Provenance
 
@@ -24,50 +23,63 @@ ALLOWED_ENDPOINTS_HELP = (
     "MIMIC notes with third parties, including online APIs: name a host only where zero data retention, no "
     "training on the data and no human review are verified (see shared/REFERENCE.md)."
 )
-_LOCAL_NAMES = {"localhost", "localhost.localdomain"}
 
 
-def endpoint_host(url: str | None) -> str:
-    try:
-        return (urlsplit(url or "").hostname or "").lower()
-    except ValueError:
-        return ""
+def _allowed_names(allowed_hosts: Iterable[str]) -> set[str]:
+    return {url_host(item) or item.strip().lower() for item in allowed_hosts or () if item and item.strip()}
 
 
-def is_private_host(host: str) -> bool:
-    """Loopback, link-local or private (RFC 1918 / ULA) addresses, and localhost names.
+def _host_allowed(url: str, allowed: set[str]) -> bool:
+    host = url_host(url)
+    return bool(host) and (host in allowed or is_private_host(host, url_port(url)))
 
-    A name other than localhost is not resolved: DNS can say anything, so such hosts
-    must be named on the allow-list.
+
+def refused_hops(url: str | None, allowed_hosts: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """The hops of the path to ``url`` that may not carry restricted notes: (what, redacted URL).
+
+    The path is the endpoint, plus the proxy the client takes from the environment for it
+    (``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY`` minus ``NO_PROXY``): a proxy sees the
+    notes (plain HTTP) or at least where they go, so it must be allowed too. A hop is
+    allowed when its host is named in ``allowed_hosts``, is ``localhost``, or resolves now
+    to loopback/private addresses only.
     """
-    if host in _LOCAL_NAMES or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_private or address.is_link_local
+    allowed = _allowed_names(allowed_hosts)
+    if not url or not url_host(url):
+        return [("endpoint", redact_url(url) or "no endpoint")]
+    hops = [("endpoint", url)]
+    proxy = environment_proxy(url)
+    if proxy:
+        hops.append(("proxy", proxy))
+    return [(what, redact_url(hop) or "") for what, hop in hops if not _host_allowed(hop, allowed)]
 
 
 def endpoint_allowed(url: str | None, allowed_hosts: Iterable[str] = ()) -> bool:
-    host = endpoint_host(url)
-    if not host:
-        return False
-    allowed = {endpoint_host(item) or item.strip().lower() for item in allowed_hosts or ()}
-    return is_private_host(host) or host in allowed
+    """May restricted notes go to ``url`` (and through the environment's proxy for it)?"""
+    return not refused_hops(url, allowed_hosts)
 
 
 def check_endpoint(
     provenance: Provenance, url: str | None, allowed_hosts: Iterable[str] = (), *, what: str = "notes"
 ) -> None:
-    """Refuse to send restricted or unknown notes to an endpoint that is not allowed."""
-    if not provenance.restricted or endpoint_allowed(url, allowed_hosts):
+    """Refuse to send restricted or unknown notes to an endpoint (or through a proxy) that is not allowed."""
+    if not provenance.restricted:
         return
+    refused = refused_hops(url, allowed_hosts)
+    if not refused:
+        return
+    hop, where = refused[0]
+    through = (
+        f"through the proxy {where} that the environment sets for {redact_url(url)} "
+        "(HTTP_PROXY/HTTPS_PROXY/ALL_PROXY; exempt the endpoint with NO_PROXY or name the proxy with "
+        f"{ALLOWED_ENDPOINTS_FLAG})"
+        if hop == "proxy"
+        else f"to {where}"
+    )
     raise InputError(
         provenance.source or None,
-        f"{provenance.status} {what} ({provenance.reason}) may not be sent to {redact_url(url) or 'no endpoint'}: "
-        f"only loopback/private addresses and hosts named with {ALLOWED_ENDPOINTS_FLAG} may receive them "
-        "(PhysioNet data use agreement); declare a public source's licence if it is not restricted",
+        f"{provenance.status} {what} ({provenance.reason}) may not be sent {through}: only localhost, hosts "
+        f"resolving to loopback/private addresses only, and hosts named with {ALLOWED_ENDPOINTS_FLAG} may "
+        "receive them (PhysioNet data use agreement); declare a public source's licence if it is not restricted",
     )
 
 

@@ -408,11 +408,14 @@ class OpenAIServer:
         batch_expire_fraction: float = 0.3,
         batch_error_rate: float = 0.0,
         batch_latency: float = 0.0,
+        redirect_to: str | None = None,
     ):
         """Limits are per minute, enforced per second; rates are probabilities per request.
 
         reject(body) -> True answers 400 (never retryable); responder(body) -> assistant
-        text (an exception in it answers 500); api_key set -> other bearer tokens get 401.
+        text (an exception in it answers 500); api_key set -> other bearer tokens get 401;
+        redirect_to (a base URL) -> every chat completion is answered 307 to that URL plus
+        the request's path, as a hijacked or misconfigured endpoint would.
         """
         self.requests = Bucket(requests_per_minute) if requests_per_minute else None
         self.tokens = Bucket(tokens_per_minute) if tokens_per_minute else None
@@ -430,6 +433,7 @@ class OpenAIServer:
         self.reject, self.responder = reject, responder or default_responder
         self.api_key = api_key
         self.models = models
+        self.redirect_to = redirect_to
         self.billing = BillingLog()
         self.stats: Counter = Counter()  # outcome -> count ("200", "429", "hang", ...)
         self.attempts: Counter = Counter()  # messages hash -> POSTs received
@@ -727,6 +731,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.split("?", 1)[0].endswith("/chat/completions"):
             self._send(404, {}, json.dumps(_error(f"no route {self.path}", "not_found")).encode())
             return
+        if app.redirect_to is not None:
+            app._count("307")
+            location = app.redirect_to.rstrip("/") + self.path
+            self._send(307, {"Location": location}, json.dumps(_error("moved", "redirect")).encode())
+            return
         try:
             body = json.loads(raw)
             assert isinstance(body, dict)
@@ -817,6 +826,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-error-rate", type=float, default=0.0)
     parser.add_argument("--batch-latency", type=float, default=0.0)
     parser.add_argument("--billing-log", default=None, help="write the billing log here (JSON) on exit")
+    parser.add_argument("--redirect-to", default=None, help="answer chat completions 307 to this URL")
     args = parser.parse_args(argv)
     server = OpenAIServer(
         args.host,
@@ -843,6 +853,7 @@ def main(argv: list[str] | None = None) -> None:
         batch_expire_fraction=args.batch_expire_fraction,
         batch_error_rate=args.batch_error_rate,
         batch_latency=args.batch_latency,
+        redirect_to=args.redirect_to,
     )
 
     def finish(signum: int, frame: Any) -> None:

@@ -1,0 +1,129 @@
+"""Where a request really goes: the host as the HTTP client parses it, the proxy the client
+takes from the environment, and the addresses a name resolves to.
+
+The policy (:mod:`asclepius.stage.policy`) decides on these answers and the client
+(:mod:`asclepius.engine.client`) is built from the same ones, so the path that was checked
+is the path that is used: the URL is parsed by ``httpx2`` (the parser the ``openai`` client
+sends with, which differs from ``urllib`` on odd URLs), and proxies are looked up with
+``httpx2``'s own reading of ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import httpx2
+
+# The client's own environment reading (private in httpx2, but the point is to resolve
+# proxies exactly as the client would; a test compares this with the client's choice).
+from httpx2._utils import URLPattern, get_environment_proxies
+
+LOCALHOST = "localhost"
+# Addresses that stay on this machine or its local network. An explicit list rather than
+# ipaddress's is_private: Python counts 2001::/23 (Teredo and other tunnels to public IPv4
+# hosts) and the documentation ranges as private, and those are routed on the Internet.
+_LOCAL_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "127.0.0.0/8",  # loopback
+        "10.0.0.0/8",  # RFC 1918
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",  # link-local: never routed
+        "::1/128",
+        "fc00::/7",  # unique local addresses
+        "fe80::/10",  # link-local
+    )
+)
+_LOOPBACK_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+def url_host(url: str | None) -> str:
+    """The host the HTTP client will connect to for ``url`` (lower case, IPv6 without brackets); "" if none."""
+    try:
+        return httpx2.URL(url or "").host.lower()
+    except (httpx2.InvalidURL, TypeError, ValueError):
+        return ""
+
+
+def url_port(url: str | None) -> int | None:
+    try:
+        parsed = httpx2.URL(url or "")
+    except (httpx2.InvalidURL, TypeError, ValueError):
+        return None
+    return parsed.port or {"http": 80, "https": 443}.get(parsed.scheme)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])  # drop an IPv6 zone (fe80::1%eth0)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
+    return address
+
+
+def is_local_address(text: str) -> bool:
+    """Loopback, RFC 1918, link-local, ULA, or unspecified (0.0.0.0 and :: connect to this machine)."""
+    address = _address(text)
+    if address is None:
+        return False
+    return address.is_unspecified or any(address in network for network in _LOCAL_NETWORKS)
+
+
+def resolve(host: str, port: int | None = None) -> list[str]:
+    """Every address ``host`` resolves to now (as the client's connect would resolve it); [] if none."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError):
+        return []
+    return sorted({info[4][0] for info in infos})
+
+
+def is_private_host(host: str, port: int | None = None) -> bool:
+    """``localhost``, a local address, or a name that resolves, now, to local addresses only.
+
+    An unresolvable name is not private (fail closed). A name is resolved at check time;
+    the client resolves it again when it connects.
+    """
+    host = host.strip("[]").lower()
+    if not host:
+        return False
+    if host == LOCALHOST:
+        return True
+    if _address(host) is not None:
+        return is_local_address(host)
+    addresses = resolve(host, port)
+    return bool(addresses) and all(is_local_address(address) for address in addresses)
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback/unspecified address literal (no resolution): a server on this machine."""
+    host = host.strip("[]").lower()
+    if host == LOCALHOST:
+        return True
+    address = _address(host)
+    return address is not None and (
+        address.is_unspecified or any(address in network for network in _LOOPBACK_NETWORKS)
+    )
+
+
+def environment_proxy(url: str | None) -> str | None:
+    """The proxy URL the HTTP client would take from the environment for ``url`` (None: direct).
+
+    The same table and the same order as ``httpx2``: ``NO_PROXY`` entries, then the most
+    specific scheme pattern (``https://``, ``http://``, ``all://``).
+    """
+    try:
+        target = httpx2.URL(url or "")
+    except (httpx2.InvalidURL, TypeError, ValueError):
+        return None
+    mounts = dict(
+        sorted({URLPattern(key): proxy for key, proxy in get_environment_proxies().items()}.items())
+    )
+    for pattern, proxy in mounts.items():
+        if pattern.matches(target):
+            return proxy
+    return None
