@@ -6,8 +6,12 @@ PYTHON_BIN ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# Offline only where the target must be (the demo, the tests, the benchmarks, the smoke check);
+# every other target uses your environment: online it downloads, offline (no network, or
+# HF_HUB_OFFLINE=1) it reads the Hugging Face cache.
+OFFLINE_TARGETS := demo test bench smoke smoke-all
+$(OFFLINE_TARGETS): export HF_HUB_OFFLINE := 1
 
 RECIPE ?= tiny
 INPUT ?=

@@ -246,8 +246,6 @@ def check_model_path(name_or_path: str | None, *, flag: str = "--model_name_or_p
     ``outputs/tiny-model`` looks like a Hub id; without this check a recipe run before
     ``make tiny-model`` ends in a Hub connection error.
     """
-    import os
-
     if not name_or_path or Path(name_or_path).exists():
         return
     parts = Path(name_or_path).parts
@@ -255,14 +253,19 @@ def check_model_path(name_or_path: str | None, *, flag: str = "--model_name_or_p
     local_looking = name_or_path.startswith((".", "/", "~")) or len(parts) > 2 or parts[0] == "outputs"
     target = next((make for name, make in MODEL_TARGETS.items() if name in name_or_path), None)
     if not local_looking and target is None:
-        if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("1", "true", "yes", "on"):
+        from asclepius.offline import offline_unless_hub_reachable
+
+        # Without a network, a Hub id comes from the cache (no HF_HUB_OFFLINE needed).
+        if not offline_unless_hub_reachable():
             return
         from huggingface_hub import try_to_load_from_cache
 
         if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str):
             return
         raise InputError(
-            name_or_path, "not a local folder, and not in the Hub cache (HF_HUB_OFFLINE is set)", field=flag
+            name_or_path,
+            "not a local folder, and not in the Hugging Face cache (working offline)",
+            field=flag,
         )
     build = f"build it with `{target}`" if target else "run the stage that writes it first"
     raise InputError(name_or_path, f"no such model folder; {build}", field=flag)
