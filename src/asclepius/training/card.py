@@ -38,6 +38,7 @@ from asclepius.stage.provenance import (
     classify,
     combine,
 )
+from asclepius.training import licenses
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,44 @@ def resolve_base_model(model_name_or_path: str) -> str | None:
         return model_name_or_path
     base = read_card_metadata(model_name_or_path).get("base_model")
     return base[0] if isinstance(base, list) and base else base
+
+
+def input_licenses(dataset: str | None, started_from: str | None, *, declared: str | None = None) -> dict:
+    """The licences a model is bound by (JSON-able): its data's, and its base weights' (local card, Hub id).
+
+    A local starting model (a CPT folder) carries the licence of its own inputs on its card;
+    the Hub model it descends from is read too, so a card never names less than its base's.
+    """
+    found = {"data": licenses.of_input(dataset, declared), "base_model": licenses.of_input(started_from)}
+    base = resolve_base_model(started_from) if started_from else None
+    if base and base != started_from:
+        found["original_base_model"] = licenses.of_input(base)
+    return {role: vars(item) for role, item in found.items()}
+
+
+def governing_license(facts: dict[str, Any]) -> licenses.License:
+    """The licence the card names: the stricter of the data's and the base model's."""
+    found = facts.get("licenses")
+    if not found:  # facts written before licences were recorded: nothing known about the base
+        return licenses.License(PMC_PATIENTS_LICENSE)
+    return licenses.stricter(*(licenses.License(**item) for item in found.values()))
+
+
+def license_lines(facts: dict[str, Any]) -> list[str]:
+    """'data: cc0-1.0, from its card' etc., for the card's text."""
+    labels = {"data": "training data", "base_model": "starting model", "original_base_model": "base model"}
+    return [
+        f"{labels.get(role, role)}: {licenses.License(**item).describe()}"
+        for role, item in (facts.get("licenses") or {}).items()
+    ]
+
+
+def usage_id(facts: dict[str, Any], output_dir: str | Path) -> str:
+    """What the card's usage snippet loads: the Hub id when the model has one, else its folder."""
+    if facts.get("hub_model_id"):
+        return facts["hub_model_id"]
+    name = str(facts.get("model_name") or "")
+    return name if "/" in name else str(output_dir)
 
 
 def package_versions() -> dict[str, str]:
@@ -136,6 +175,7 @@ def gather_facts(
     return {
         "stage": stage,
         "model_name": training_args.hub_model_id or Path(training_args.output_dir).name,
+        "hub_model_id": training_args.hub_model_id,
         "started_from": model_args.model_name_or_path,
         "base_model": resolve_base_model(model_args.model_name_or_path),
         "dataset": script_args.dataset_name,
@@ -146,6 +186,11 @@ def gather_facts(
         "mimic_derived": mimic,
         "data_provenance": status,
         "restricted_sources": list(provenance.restricted_sources) if provenance else [],
+        "licenses": input_licenses(
+            script_args.dataset_name,
+            model_args.model_name_or_path,
+            declared=getattr(script_args, "dataset_license", None),
+        ),
         "hyperparameters": hyperparameters(training_args, model_args, world_size),
         "results": {
             "train_loss": train_metrics.get("train_loss"),
@@ -192,7 +237,7 @@ def card_data(facts: dict[str, Any]) -> dict[str, Any]:
         )
         data["tags"].append("mimic")
     else:
-        data["license"] = PMC_PATIENTS_LICENSE
+        data.update(governing_license(facts).card_fields())
     # Cards written before provenance was recorded: unknown, hence restricted (fail closed).
     data[CARD_KEY] = RESTRICTED if facts["mimic_derived"] else facts.get("data_provenance") or UNKNOWN
     if data[CARD_KEY] != PUBLIC:
@@ -217,6 +262,9 @@ def render_card(output_dir: str | Path, facts: dict[str, Any]) -> Path:
         **facts,
         "stage_title": STAGE_TITLES[facts["stage"]],
         "license_line": data.get("license_name", data["license"]),
+        "license_inputs": license_lines(facts),
+        "usage_id": usage_id(facts, output_dir),
+        "usage_is_local": not (facts.get("hub_model_id") or "/" in str(facts.get("model_name") or "")),
         "prompt": PROMPT_FORMATS[facts.get("prompt_format") or DEFAULT_PROMPT_FORMAT],
         "hyperparameter_rows": table(facts["hyperparameters"]),
         "result_rows": table(facts["results"]),
@@ -266,6 +314,10 @@ def merged_facts(
             "versions": package_versions(),
             "prompt_hash": INFERENCE_PROMPT_HASH,
         }
+    facts["licenses"] = {
+        **(facts.get("licenses") or {"data": vars(licenses.UNKNOWN_LICENSE)}),
+        "merged_base_model": vars(licenses.of_input(base_model)),
+    }
     if provenance is None:
         provenance = combine([classify(adapter_dir, kind="adapter"), classify(base_model, kind="model")])
     facts.update(

@@ -103,7 +103,7 @@ def of_input(name_or_path: str | None, declared: str | None = None) -> License:
     if name_or_path in KNOWN_LICENSES:
         license, name = KNOWN_LICENSES[name_or_path]
         return License(
-            license, name, source="the card on the Hub (as recorded in asclepius.training.licenses)"
+            license, name, source="its Hub card"
         )
     return UNKNOWN_LICENSE
 
