@@ -24,7 +24,6 @@ from pathlib import Path
 
 from asclepius.engine.client import read_api_key, resolve_base_url
 from asclepius.errors import InputError, run_stage
-from asclepius.evaluation.config import RECIPE_CLASSES
 from asclepius.evaluation.folders import (
     load_evaluation_set,
     local_model_folder,
@@ -48,7 +47,7 @@ logger = logging.getLogger("generate")
 
 
 def main() -> None:
-    args, engine_args = parse_recipe(RECIPE_CLASSES)
+    args, engine_args = parse_recipe("generate")
     engine_args = args.engine_arguments(engine_args)  # --backend batch: the engine's Batch API mode
     for flag in ("input", "output_dir"):
         if not getattr(args, flag):

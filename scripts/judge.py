@@ -23,7 +23,6 @@ from asclepius.data.loading import load_split
 from asclepius.engine import Engine
 from asclepius.engine.client import read_api_key, resolve_base_url
 from asclepius.errors import InputError, reading, run_stage
-from asclepius.evaluation.config import RECIPE_CLASSES
 from asclepius.evaluation.decontamination import check_contamination
 from asclepius.evaluation.folders import load_answers_folder
 from asclepius.evaluation.judging import (
@@ -57,7 +56,7 @@ JUDGE_FLAGS = {
 
 def main() -> None:
     reject_generate_flags(sys.argv[1:])
-    args, engine_args = parse_recipe(RECIPE_CLASSES)
+    args, engine_args = parse_recipe("judge")
     if not args.inputs or not args.output_dir:
         raise InputError(
             "--inputs/--output_dir", "both are required (answers folders in, a report folder out)"

@@ -16,7 +16,7 @@ import logging
 from asclepius import prompts
 from asclepius.data.answers import ANSWER_FEATURES, AnswerGeneration, instruction_configs, validate_questions
 from asclepius.data.cards import CardFacts, grounding_section, render_card
-from asclepius.data.config import RECIPE_CLASSES, sampling_for
+from asclepius.data.config import sampling_for
 from asclepius.data.stage import (
     check_teacher_stage,
     load_stage_input,
@@ -33,7 +33,7 @@ logger = logging.getLogger("make_answers")
 
 
 def main() -> None:
-    data_args, engine_args = parse_recipe(RECIPE_CLASSES)
+    data_args, engine_args = parse_recipe("make_answers")
     output_dir = data_args.output_path(data_args.instructions_dir)
     stage = open_stage(output_dir, data_args, engine_args)
     if stage.skip_if_finished():

@@ -16,7 +16,7 @@ from pathlib import Path
 from asclepius import prompts
 from asclepius.data.cards import CardFacts, render_card
 from asclepius.data.case_reports import iter_case_reports, scan_case_reports
-from asclepius.data.config import RECIPE_CLASSES, sampling_for
+from asclepius.data.config import sampling_for
 from asclepius.data.notes import NOTE_FEATURES, NoteSynthesis, note_configs
 from asclepius.data.stage import check_teacher_stage, open_stage, stage_input, teacher_provenance
 from asclepius.engine import Engine, run_requests
@@ -28,7 +28,7 @@ PMC_PATIENTS_HUB_ID = "zhengyun21/PMC-Patients"
 
 
 def main() -> None:
-    data_args, engine_args = parse_recipe(RECIPE_CLASSES)
+    data_args, engine_args = parse_recipe("make_notes")
     output_dir = data_args.output_path(data_args.notes_dir)
     stage = open_stage(output_dir, data_args, engine_args)
     if stage.skip_if_finished():

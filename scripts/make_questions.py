@@ -15,7 +15,7 @@ import logging
 
 from asclepius import prompts
 from asclepius.data.cards import CardFacts, render_card
-from asclepius.data.config import RECIPE_CLASSES, sampling_for
+from asclepius.data.config import sampling_for
 from asclepius.data.questions import QUESTION_FEATURES, QuestionBootstrap, question_configs, validate_notes
 from asclepius.data.stage import (
     check_teacher_stage,
@@ -33,7 +33,7 @@ logger = logging.getLogger("make_questions")
 
 
 def main() -> None:
-    data_args, engine_args = parse_recipe(RECIPE_CLASSES)
+    data_args, engine_args = parse_recipe("make_questions")
     output_dir = data_args.output_path(data_args.questions_dir)
     stage = open_stage(output_dir, data_args, engine_args)
     if stage.skip_if_finished():

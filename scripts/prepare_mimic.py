@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 
 from asclepius.data.cards import CardFacts, deid_sections, render_card
-from asclepius.data.config import RECIPE_CLASSES
 from asclepius.data.mimic import (
     DEID_STYLE_NOTES,
     MIMIC_COLUMNS,
@@ -35,7 +34,7 @@ logger = logging.getLogger("prepare_mimic")
 
 
 def main() -> None:
-    data_args, _ = parse_recipe(RECIPE_CLASSES)
+    (data_args,) = parse_recipe("prepare_mimic")
     output_dir = data_args.output_path(data_args.mimic_notes_dir)
     stage = open_stage(output_dir, data_args)
     if stage.skip_if_finished():

@@ -25,11 +25,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from asclepius.recipes import parse_recipe
     from asclepius.training import stage
-    from asclepius.training.config import RECIPE_CLASSES
     from asclepius.training.formatting import unique_notes
     from asclepius.training.trainer import build_trainer
 
-    script_args, training_args, model_args = parse_recipe(RECIPE_CLASSES["pretrain"], argv)
+    script_args, training_args, model_args = parse_recipe("pretrain", argv)
     # The lock, the model path, and the push policy for the inputs' provenance: before any work.
     folder = stage.open_folder(script_args, training_args, model_args)
     if folder is None:

@@ -60,12 +60,12 @@ def test_our_extra_phrases_are_a_separate_configurable_reason():
 
 
 def test_the_extra_phrases_are_a_data_recipe_option():
-    from asclepius.data.config import DataArguments
+    from asclepius.data.config import AnswersArguments
 
-    assert DataArguments().self_reference_extra == list(filters.EXTRA_SELF_REFERENCE_PHRASES)
-    assert DataArguments(self_reference_extra=[]).self_reference_extra == []
+    assert AnswersArguments().self_reference_extra == list(filters.EXTRA_SELF_REFERENCE_PHRASES)
+    assert AnswersArguments(self_reference_extra=[]).self_reference_extra == []
     assert (
-        DataArguments(self_reference_extra=["none"]).self_reference_extra == []
+        AnswersArguments(self_reference_extra=["none"]).self_reference_extra == []
     )  # --self_reference_extra none
 
 

@@ -160,16 +160,16 @@ def test_dry_run_creates_nothing_in_the_output_folder(scripts):
 
 def test_every_llm_stage_takes_backend_batch():
     """Data stages through EngineArguments; generate and the judge through evaluation's --backend."""
-    from trl import TrlParser
+    from asclepius.recipes import parse_recipe
 
-    from asclepius.data.config import RECIPE_CLASSES as DATA_CLASSES
-    from asclepius.evaluation.config import RECIPE_CLASSES as EVALUATION_CLASSES
-
-    _, engine_args = TrlParser(DATA_CLASSES).parse_args_and_config(["--backend", "batch"])
-    assert engine_args.batch
-    args, engine_args = TrlParser(EVALUATION_CLASSES).parse_args_and_config(["--backend", "batch"])
-    assert args.judge_engine_arguments(engine_args).batch and args.engine_arguments(engine_args).batch
-    args, engine_args = TrlParser(EVALUATION_CLASSES).parse_args_and_config(["--backend", "openai"])
+    for stage in ("make_notes", "make_questions", "make_answers"):
+        _, engine_args = parse_recipe(stage, ["--backend", "batch"])
+        assert engine_args.batch
+    args, engine_args = parse_recipe("generate", ["--backend", "batch"])
+    assert args.engine_arguments(engine_args).batch
+    args, engine_args = parse_recipe("judge", ["--backend", "batch"])
+    assert args.judge_engine_arguments(engine_args).batch
+    args, engine_args = parse_recipe("judge", ["--backend", "openai"])
     assert not args.judge_engine_arguments(engine_args).batch
 
 

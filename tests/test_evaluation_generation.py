@@ -58,7 +58,7 @@ def test_batched_greedy_equals_one_at_a_time(decisive_tiny_model_path, cache):
 
 
 def test_paper_decoding_pins_the_original_settings_over_flags_and_checkpoint(tiny_model_path, tmp_path):
-    from asclepius.evaluation.config import EvaluationArguments
+    from asclepius.evaluation.config import GenerateArguments
 
     # A checkpoint whose generation config says something else on every pinned setting.
     model = tmp_path / "model"
@@ -70,7 +70,7 @@ def test_paper_decoding_pins_the_original_settings_over_flags_and_checkpoint(tin
     )
     config.update(temperature=0.3, num_beams=2, do_sample=False, max_new_tokens=17, top_p=0.5)
     (model / "generation_config.json").write_text(json.dumps(config))
-    args = EvaluationArguments(decoding="paper", num_beams=2, seed=3)
+    args = GenerateArguments(decoding="paper", num_beams=2, seed=3)
     paper = Decoding.from_arguments(args, max_tokens=64, temperature=0.7)
     assert (paper.do_sample, paper.num_beams, paper.temperature, paper.max_new_tokens) == (True, 5, 1.0, 400)
     generator = LocalGenerator(str(model), decoding=paper, device="cpu", max_prompt_tokens=512)

@@ -12,7 +12,7 @@ import pytest
 from datasets import Dataset
 
 from asclepius.engine import Engine, EngineArguments
-from asclepius.evaluation.config import EvaluationArguments
+from asclepius.evaluation.config import JudgeArguments
 from asclepius.evaluation.folders import load_answers_folder, with_answers, write_answers_folder
 from asclepius.evaluation.judging import (
     collect_items,
@@ -266,9 +266,7 @@ def test_judge_arguments_override_the_endpoint_but_keep_pacing():
     engine_args = EngineArguments(
         base_url="http://127.0.0.1:9/v1", model="candidate", max_concurrency=3, temperature=0.7
     )
-    judge = EvaluationArguments(judge_model="gpt-4o", judge_temperature=0.0).judge_engine_arguments(
-        engine_args
-    )
+    judge = JudgeArguments(judge_model="gpt-4o", judge_temperature=0.0).judge_engine_arguments(engine_args)
     assert (judge.model, judge.base_url, judge.temperature, judge.max_tokens) == ("gpt-4o", None, 0.0, 1024)
     assert judge.max_concurrency == 3
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from test_evaluation_judge import NUM_ITEMS, answer_folders, candidates_in, engine_for, item_number  # noqa: F401
 
 from asclepius import prompts
-from asclepius.evaluation.config import EvaluationArguments
+from asclepius.evaluation.config import JudgeArguments
 from asclepius.evaluation.folders import load_answers_folder
 from asclepius.evaluation.judging import (
     collect_items,
@@ -20,13 +20,13 @@ from asclepius.testing.openai_server import OpenAIServer
 
 
 def test_paper_style_pins_the_original_judge_settings():
-    args = EvaluationArguments(
+    args = JudgeArguments(
         judge_style="paper", judge_temperature=0.7, judge_max_tokens=512, max_parse_attempts=3
     )
     assert (args.judge_temperature, args.judge_max_tokens, args.max_parse_attempts) == (0.0, 2048, 1)
     assert args.judge_model == "gpt-4o"  # the model is whatever the user names (the paper: gpt-4-0314)
-    assert EvaluationArguments(judge_style="paper", judge_model="gpt-4-0314").judge_model == "gpt-4-0314"
-    ours = EvaluationArguments(judge_max_tokens=512, max_parse_attempts=3)
+    assert JudgeArguments(judge_style="paper", judge_model="gpt-4-0314").judge_model == "gpt-4-0314"
+    ours = JudgeArguments(judge_max_tokens=512, max_parse_attempts=3)
     assert (ours.judge_max_tokens, ours.max_parse_attempts) == (512, 3)
 
 
@@ -48,7 +48,7 @@ def odd_items_unreadable(body: dict) -> str:
 def test_unreadable_reply_scores_zero_for_every_model_beside_our_missing(answer_folders, tmp_path):  # noqa: F811
     folders = [load_answers_folder(path) for path in answer_folders[:2]]
     items, _, _ = collect_items(folders)
-    args = EvaluationArguments(judge_style="paper")
+    args = JudgeArguments(judge_style="paper")
     plan = plan_judgements(items, num_shuffles=1, seed=0, style=args.judge_style)
     with OpenAIServer(responder=odd_items_unreadable) as server:
         engine = engine_for(server.base_url, tmp_path / "ledger.sqlite", max_tokens=args.judge_max_tokens)

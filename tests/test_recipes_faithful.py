@@ -55,10 +55,13 @@ def test_training_recipes_keep_the_papers_settings(name, base, max_length, promp
 
 
 def test_asclepius_r_is_built_from_mimic_privately_and_faithfully():
-    data, _engine = check_recipe(REPO / "recipes/asclepius-r-llama-7b/data.yaml")
-    assert data.deid_style == "original" and data.exclude_ids is None  # the shipped 517 ROW_IDs
-    assert data.self_reference_extra == [] and data.source_restricted
-    assert data.notes_dir == data.mimic_notes_dir  # questions are asked about the MIMIC notes
+    recipe = REPO / "recipes/asclepius-r-llama-7b/data.yaml"
+    (mimic,) = check_recipe(recipe, stage="prepare_mimic")
+    assert mimic.deid_style == "original" and mimic.exclude_ids is None  # the shipped 517 ROW_IDs
+    answers, _engine = check_recipe(recipe, stage="make_answers")
+    assert answers.self_reference_extra == [] and answers.source_restricted
+    questions, _engine = check_recipe(recipe, stage="make_questions")
+    assert questions.notes_dir == mimic.mimic_notes_dir  # questions are asked about the MIMIC notes
     for stage in ("pretrain", "sft"):
         script, training, _ = check_recipe(REPO / f"recipes/asclepius-r-llama-7b/{stage}/config_full.yaml")
         assert "asclepius-r-llama-7b/mimic" in script.dataset_name
@@ -67,11 +70,13 @@ def test_asclepius_r_is_built_from_mimic_privately_and_faithfully():
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
 def test_paper_baselines_are_prompted_and_judged_as_the_paper_did(name):
-    args, engine = check_recipe(REPO / f"recipes/asclepius-paper-eval/{name}/eval.yaml")
+    recipe = REPO / f"recipes/asclepius-paper-eval/{name}/eval.yaml"
+    args, engine = check_recipe(recipe, stage="generate")
     hub_id, style, subfolder = BASELINES[name]
     assert (engine.model, args.prompt_style, args.model_subfolder) == (hub_id, style, subfolder)
-    assert args.decoding == "paper" and args.judge_style == "paper"
-    assert (args.judge_temperature, args.judge_max_tokens, args.max_parse_attempts) == (0.0, 2048, 1)
+    judge, _ = check_recipe(recipe, stage="judge")
+    assert args.decoding == "paper" and judge.judge_style == "paper"
+    assert (judge.judge_temperature, judge.judge_max_tokens, judge.max_parse_attempts) == (0.0, 2048, 1)
 
 
 def test_make_evaluate_paper_runs_every_baseline():

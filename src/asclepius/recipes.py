@@ -1,17 +1,31 @@
-"""Check that every recipe under ``recipes/`` parses into its config classes, with no unknown keys.
+"""Every script's flags: one argument class per stage, recipes parsed and checked against them.
 
     python -m asclepius.recipes            # or: make check-recipes
     python -m asclepius.recipes recipes/tiny/sft/config_lora.yaml
 
-Which classes a file parses into depends on where it lives:
+**Stages.** :data:`STAGES` names, for every script (stage), the dataclasses its flags come
+from, e.g. ``make_notes``: ``NotesArguments`` + ``TeacherEngineArguments``. A stage's
+class is composed of shared groups (:mod:`asclepius.arguments`: hub, source, allowed
+endpoints; each family's own groups in its ``config`` module) plus its own fields, so its
+``--help`` lists exactly what it uses. A script parses with ``parse_recipe("make_notes")``.
 
-* ``<recipe>/pretrain/*.yaml`` and ``<recipe>/sft/*.yaml``: the training classes of that
-  stage (:data:`asclepius.training.config.RECIPE_CLASSES`);
-* ``data.yaml``: :data:`asclepius.data.config.RECIPE_CLASSES`;
-* any other YAML (``eval.yaml``...): :data:`asclepius.evaluation.config.RECIPE_CLASSES`.
+* Add a flag to one stage: add a field to that stage's class (e.g. ``GenerateArguments``
+  in ``evaluation/config.py``), validated in its ``__post_init__`` (call ``super()`` first).
+* Add a flag to several stages: add it to a group they share, or to a new group
+  (a dataclass deriving from :class:`asclepius.arguments.Arguments`) that each lists.
+* Add a stage: one class, one line in :data:`STAGES` (and in :data:`RECIPE_FAMILIES` if it
+  reads a shared recipe file).
 
-A misspelt key fails, and so does a value of the wrong type where the field is a plain
-number, string or bool (YAML reads ``2e-5`` as a string; ``2.0e-5`` is a float).
+**Recipe files.** Stages of one family share a file (``data.yaml``: the four data stages;
+``eval.yaml``: generate and judge); each takes its own keys and leaves the others'. A
+key no stage of the family knows is an error; so is, on the command line, a flag the
+stage does not take (the message names the stages that take it). ``<recipe>/pretrain/``
+and ``<recipe>/sft/`` files belong to that stage alone.
+
+**Checks.** A misspelt key fails, and so does a value of the wrong type where the field
+is a plain number, string or bool (YAML reads ``2e-5`` as a string; ``2.0e-5`` is a float),
+and each stage's own ``__post_init__`` checks run. ``--limit abc``, ``--push_to_hub maybe``
+and a YAML ``limit: abc`` are one-line errors naming the flag or key (exit 2 in scripts).
 Settings that only the target hardware can validate (``bf16``, ``tf32`` need a GPU) are
 relaxed on a machine without one, so recipes for 8 GPUs can be checked on a laptop.
 """
@@ -21,6 +35,8 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import os
+import re
 import sys
 import types
 import typing
@@ -29,22 +45,51 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from trl import TrlParser
 
+from asclepius.arguments import flag_names
 from asclepius.errors import InputError
 
-TRAINING_STAGE_DIRS = ("pretrain", "sft")
-# Module holding RECIPE_CLASSES for each kind of recipe file.
-CONFIG_MODULES = {
-    "training": "asclepius.training.config",
-    "data": "asclepius.data.config",
-    "evaluation": "asclepius.evaluation.config",
+_DATA, _EVALUATION, _TRAINING = (
+    "asclepius.data.config",
+    "asclepius.evaluation.config",
+    "asclepius.training.config",
+)
+# stage -> (module, argument classes in the order the script unpacks them).
+STAGES: dict[str, tuple[str, ...]] = {
+    "make_notes": (_DATA, "NotesArguments", "TeacherEngineArguments"),
+    "prepare_mimic": (_DATA, "MimicArguments"),
+    "make_questions": (_DATA, "QuestionsArguments", "TeacherEngineArguments"),
+    "make_answers": (_DATA, "AnswersArguments", "TeacherEngineArguments"),
+    "generate": (_EVALUATION, "GenerateArguments", "GenerateEngineArguments"),
+    "judge": (_EVALUATION, "JudgeArguments", "JudgeEngineArguments"),
+    "pretrain": (_TRAINING, "TrainScriptArguments", "PretrainConfig", "ModelConfig"),
+    "sft": (_TRAINING, "TrainScriptArguments", "SFTStageConfig", "ModelConfig"),
+    "merge_adapter": (_TRAINING, "MergeArguments"),
+    "prepare_notes": ("asclepius.data.corpus", "CorpusArguments"),
+    "perplexity": ("asclepius.evaluation.perplexity", "PerplexityArguments"),
+    "expert_eval export": ("asclepius.evaluation.expert", "ExportArguments"),
+    "expert_eval import": ("asclepius.evaluation.expert", "ImportArguments"),
 }
+# Stages that share one recipe file: each takes its keys, a key none of them knows fails.
+RECIPE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "data": ("make_notes", "prepare_mimic", "make_questions", "make_answers"),
+    "evaluation": ("generate", "judge"),
+}
+TRAINING_STAGE_DIRS = ("pretrain", "sft")
 # Set on a machine without a GPU so that GPU-only settings pass validation there.
 CPU_RELAXATIONS = {"use_cpu": True, "tf32": None}
 
 
 class RecipeError(ValueError):
     """A recipe that does not parse: the message names the file and every problem found."""
+
+
+def stage_classes(stage: str) -> tuple[type, ...]:
+    """The argument classes of ``stage`` (a key of :data:`STAGES`)."""
+    module_name, *names = STAGES[stage]
+    module = importlib.import_module(module_name)
+    return tuple(getattr(module, name) for name in names)
 
 
 def recipe_kind(path: Path) -> str:
@@ -55,19 +100,26 @@ def recipe_kind(path: Path) -> str:
     return "evaluation"
 
 
-def recipe_classes(path: Path) -> tuple[type, ...] | None:
-    """The config classes of a recipe file, or None while the module owning them does not exist yet."""
+def recipe_stages(path: Path) -> tuple[str, ...]:
+    """The stages that read this recipe file."""
     kind = recipe_kind(path)
-    module_name = CONFIG_MODULES[kind]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name is not None and module_name.startswith(error.name):
-            return None
-        raise
-    if kind == "training":  # one set of classes per stage
-        return tuple(module.RECIPE_CLASSES[path.parent.name])
-    return tuple(module.RECIPE_CLASSES)
+    return (path.parent.name,) if kind == "training" else RECIPE_FAMILIES[kind]
+
+
+def family_of(stage: str) -> tuple[str, ...]:
+    """The stages sharing ``stage``'s recipe file (just itself for a stage with a file of its own)."""
+    return next((family for family in RECIPE_FAMILIES.values() if stage in family), (stage,))
+
+
+def _keys(classes: tuple[type, ...]) -> dict[str, str]:
+    """Recipe keys of ``classes``: field names, and aliases without their dashes -> field name."""
+    keys: dict[str, str] = {}
+    for cls in classes:
+        for each in fields(cls):
+            if each.init:
+                keys[each.name] = each.name
+                keys.update({alias.lstrip("-"): each.name for alias in each.metadata.get("aliases", [])})
+    return keys
 
 
 def _allowed_types(annotation: Any) -> tuple[type, ...] | None:
@@ -121,52 +173,215 @@ def type_problems(classes: tuple[type, ...], config: dict[str, Any]) -> list[str
     return problems
 
 
-def check_recipe(path: str | Path, *, gpu_available: bool | None = None) -> tuple[Any, ...] | None:
-    """Parse one recipe into its config classes; raise :class:`RecipeError` listing every problem.
+class _FlagError(Exception):
+    """What argparse would print above a usage screen, raised instead."""
 
-    Returns the dataclass instances, or None when the classes of this kind of recipe
-    are not written yet (their module does not exist).
+
+class StageParser(TrlParser):
+    """``TrlParser`` over one stage's classes; its mistakes are exceptions, not usage screens."""
+
+    def __init__(self, classes: tuple[type, ...], stage: str | None = None):
+        description = (
+            f"The flags of {stage or 'this script'}. --config FILE reads them from a recipe (YAML keys are the "
+            "flag names); flags given here override the file."
+        )
+        # allow_abbrev=False: --max_tok is not silently --max_tokens; every flag is spelt out.
+        super().__init__(classes, description=description, allow_abbrev=False)
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise _FlagError(message)
+
+
+def _type_name(action: argparse.Action) -> str:
+    if action.choices:
+        return "one of " + ", ".join(str(choice) for choice in action.choices)
+    kind = getattr(action.type, "__name__", "")
+    return {"int": "an integer", "float": "a number", "string_to_bool": "true or false"}.get(
+        kind, kind or "a value"
+    )
+
+
+def _flag_error(parser: Any, message: str, argv: list[str]) -> InputError:
+    """One line naming the flag (as typed) and what it takes, from argparse's message."""
+    match = re.match(r"argument (?P<flags>[^:]+): (?P<detail>.*)", message, re.S)
+    if match is None:
+        return InputError("command line", " ".join(message.split()))
+    spellings = match["flags"].split("/")
+    typed = {arg.split("=", 1)[0] for arg in argv}
+    flag = next((spelling for spelling in spellings if spelling in typed), spellings[0])
+    detail = " ".join(match["detail"].split())
+    action = next((a for a in parser._actions if flag in a.option_strings), None)
+    if "expected one argument" in detail or "expected at least one argument" in detail:
+        return InputError(flag, f"needs a value ({_type_name(action)})" if action else "needs a value")
+    value = re.search(r"(?:value: |choice: |got )'?(.*?)'?(?: but|\s\(|$)", detail)
+    if action is None or value is None:
+        return InputError(flag, detail)
+    return InputError(flag, f"expected {_type_name(action)}, got {value.group(1)!r}")
+
+
+def _foreign_flag(flag: str, stage: str | None, classes: tuple[type, ...]) -> InputError:
+    """A flag this stage does not take: name the stages that do, or the closest of its own.
+
+    A class's ``instead_of`` ({other stage's flag: this stage's}) names the stage's own flag for
+    the same idea (the judge's ``--judge_model`` for ``--model``).
     """
-    from trl import TrlParser
+    own = {spelling for cls in classes for spelling in flag_names(cls)}
+    hints = [getattr(cls, "instead_of", {}) for cls in classes]
+    name = flag.split("=", 1)[0]
+    this = stage or "this script"
+    if not name.startswith("-"):
+        return InputError(name, f"unexpected argument of {this} (flags are --name value)")
+    users = []
+    for other in STAGES:
+        if other != stage:
+            try:
+                if any(name in flag_names(cls) for cls in stage_classes(other)):
+                    users.append(other)
+            except (ImportError, AttributeError):  # a stage being written: its classes do not exist yet
+                continue
+    instead = next((hint[name] for hint in hints if name in hint), None)
+    if users:
+        also = f"; {this} takes {instead}" if instead else ""
+        return InputError(name, f"not a flag of {this}; it is a flag of {', '.join(users)}{also}")
+    close = difflib.get_close_matches(name, sorted(own), n=1)
+    return InputError(name, f"not a flag of {this}" + (f"; did you mean {close[0]}?" if close else ""))
 
-    path = Path(path)
-    classes = recipe_classes(path)
-    if classes is None:
-        return None
+
+def _read_yaml(config: str) -> dict[str, Any]:
+    path = Path(config)
+    if not path.is_file():
+        raise InputError(config, "no such recipe file", field="--config")
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise RecipeError(f"{path}: not valid YAML: {error}") from error
-    if not isinstance(config, dict):
-        raise RecipeError(f"{path}: a recipe must be a YAML mapping of field names to values")
-    config = dict(config)
-    env = config.pop("env", None)
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise InputError(
+            config, f"not valid YAML{line}: {getattr(error, 'problem', None) or error}"
+        ) from None
+    if not isinstance(values, dict):
+        raise InputError(config, "a recipe must be a YAML mapping of field names to values")
+    env = values.pop("env", None)
     if env is not None and not isinstance(env, dict):
-        raise RecipeError(f"{path}: env must be a mapping of variable names to values")
+        raise InputError(config, "env must be a mapping of variable names to values", field="env")
+    return values | ({"env": env} if env is not None else {})
 
-    parser = TrlParser(classes)
-    known = {action.dest for action in parser._actions}
-    problems = [f"unknown key {key!r}" for key in config if key not in known]
-    problems += type_problems(classes, {key: value for key, value in config.items() if key in known})
-    if problems:
-        raise RecipeError(f"{path}: " + "; ".join(problems))
 
-    if gpu_available is None:
+def _family_keys(stages: tuple[str, ...]) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for stage in stages:
+        keys.update(_keys(stage_classes(stage)))
+    return keys
+
+
+def take_keys(
+    values: dict[str, Any], classes: tuple[type, ...], family: tuple[str, ...] | None
+) -> tuple[dict[str, Any], list[str]]:
+    """(this stage's values by field name, problems): keys of the family's other stages are left out."""
+    own = _keys(classes)
+    known = set(own) | (set(_family_keys(family)) if family else set()) | {"env"}
+    problems = []
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            problems.append(f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    taken: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in own:
+            if own[key] in taken:
+                problems.append(f"{key!r} and {own[key]!r} are the same setting; keep one")
+            taken[own[key]] = value
+    problems += type_problems(classes, taken)
+    return taken, problems
+
+
+def _split_config(argv: list[str]) -> tuple[str | None, list[str]]:
+    for index, arg in enumerate(argv):
+        if arg == "--config" and index + 1 < len(argv):
+            return argv[index + 1], argv[:index] + argv[index + 2 :]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1], argv[:index] + argv[index + 1 :]
+    return None, argv
+
+
+def parse_recipe(stage: str | type | tuple[type, ...], argv: list[str] | None = None) -> tuple[Any, ...]:
+    """The stage's dataclasses from ``--config FILE`` and the command line; every mistake one ``InputError``.
+
+    ``stage`` is a key of :data:`STAGES` (or, for a script outside it, its classes).
+    A missing recipe file, malformed YAML, a key no stage of the file's family knows, a
+    value of the wrong type (``--limit abc``, ``limit: abc``), a flag of another stage
+    and an invalid value (``--limit 0``: the dataclasses' own checks) all end the script
+    with exit 2 and one line naming the file, flag or key, not a usage screen or a traceback.
+    """
+    if isinstance(stage, str):
+        name, classes, family = stage, stage_classes(stage), family_of(stage)
+    else:
+        name, classes, family = None, stage if isinstance(stage, tuple) else (stage,), None
+    config, argv = _split_config(list(sys.argv[1:] if argv is None else argv))
+    parser = StageParser(classes, name)
+    if config is not None:
+        values = _read_yaml(config)
+        for key, value in (values.pop("env", None) or {}).items():
+            os.environ[str(key)] = str(value)
+        taken, problems = take_keys(values, classes, family)
+        if problems:
+            raise InputError(config, problems[0])
+        parser.set_defaults_with_config(**taken)
+    try:
+        _, remaining = parser.parse_known_args(argv)
+        if remaining:
+            raise _foreign_flag(remaining[0], name, classes)
+        return tuple(parser.parse_args_into_dataclasses(args=argv))
+    except _FlagError as error:
+        raise _flag_error(parser, str(error), argv) from None
+    except InputError:
+        raise
+    except ValueError as error:  # a dataclass's own check
+        raise InputError(config or "command line", " ".join(str(error).split())) from None
+
+
+def check_recipe(
+    path: str | Path, *, stage: str | None = None, gpu_available: bool | None = None
+) -> tuple[Any, ...]:
+    """Check one recipe for every stage that reads it; raise :class:`RecipeError` listing every problem.
+
+    Returns the dataclass instances of ``stage`` (default: the first stage reading the file).
+    """
+    path = Path(path)
+    stages = recipe_stages(path)
+    try:
+        values = _read_yaml(str(path))
+    except InputError as error:
+        raise RecipeError(str(error)) from None
+    values.pop("env", None)
+    if gpu_available is None and recipe_kind(path) == "training":
         import torch
 
         gpu_available = torch.cuda.is_available()
-    values = dict(config)
-    if not gpu_available and recipe_kind(path) == "training":
-        values.update(CPU_RELAXATIONS)
-    parser.set_defaults_with_config(**values)
-    try:
-        return tuple(parser.parse_args_into_dataclasses(args=[]))
-    except (ValueError, TypeError) as error:
-        raise RecipeError(f"{path}: {error}") from error
+
+    problems: list[str] = []
+    parsed: dict[str, tuple[Any, ...]] = {}
+    for each in stages:
+        classes = stage_classes(each)
+        taken, stage_problems = take_keys(values, classes, stages)
+        problems += [problem for problem in stage_problems if problem not in problems]
+        if stage_problems:
+            continue
+        if recipe_kind(path) == "training" and not gpu_available:
+            taken.update(CPU_RELAXATIONS)
+        parser = StageParser(classes, each)
+        parser.set_defaults_with_config(**taken)
+        try:
+            parsed[each] = tuple(parser.parse_args_into_dataclasses(args=[]))
+        except (ValueError, TypeError, _FlagError) as error:
+            problems.append(f"{each}: {' '.join(str(error).split())}")
+    if problems:
+        raise RecipeError(f"{path}: " + "; ".join(problems))
+    return parsed[stage or stages[0]]
 
 
 def check_all(root: str | Path = "recipes") -> dict[Path, str]:
-    """Check every ``*.yaml`` under ``root``; return {path: "ok" | "skipped: ..."}; raise listing all failures."""
+    """Check every ``*.yaml`` under ``root``; return {path: "ok"}; raise listing all failures."""
     results: dict[Path, str] = {}
     failures = []
     paths = sorted(Path(root).rglob("*.yaml"))
@@ -174,66 +389,14 @@ def check_all(root: str | Path = "recipes") -> dict[Path, str]:
         raise RecipeError(f"{root}: no recipes found")
     for path in paths:
         try:
-            parsed = check_recipe(path)
+            check_recipe(path)
         except RecipeError as error:
             failures.append(str(error))
             continue
-        kind = recipe_kind(path)
-        results[path] = "ok" if parsed is not None else f"skipped: {CONFIG_MODULES[kind]} does not exist yet"
+        results[path] = "ok"
     if failures:
         raise RecipeError("\n".join(failures))
     return results
-
-
-def _config_flag(argv: list[str]) -> str | None:
-    for index, arg in enumerate(argv):
-        if arg == "--config" and index + 1 < len(argv):
-            return argv[index + 1]
-        if arg.startswith("--config="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-def parse_recipe(classes: tuple[type, ...] | type, argv: list[str] | None = None) -> tuple[Any, ...]:
-    """``TrlParser(classes).parse_args_and_config(argv)``, every config mistake a one-line ``InputError``.
-
-    A missing recipe file, malformed YAML, an unknown key (in the file or on the command
-    line) and an invalid value (``--limit 0``: the dataclasses' own checks) all end the
-    script with exit 2 and one line naming the file and key, not a traceback.
-    """
-    from trl import TrlParser
-
-    classes = classes if isinstance(classes, tuple) else (classes,)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = TrlParser(classes)
-    config = _config_flag(argv)
-    if config is not None:
-        path = Path(config)
-        if not path.is_file():
-            raise InputError(config, "no such recipe file", field="--config")
-        try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            where = getattr(error, "problem_mark", None)
-            line = f" (line {where.line + 1})" if where is not None else ""
-            raise InputError(
-                config, f"not valid YAML{line}: {getattr(error, 'problem', None) or error}"
-            ) from None
-        if not isinstance(values, dict):
-            raise InputError(config, "a recipe must be a YAML mapping of field names to values")
-        known = {action.dest for action in parser._actions} | {"env"}
-        unknown = [key for key in values if key not in known]
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise InputError(config, f"unknown key{hint}", field=unknown[0])
-    try:
-        return tuple(parser.parse_args_and_config(argv))
-    except ValueError as error:
-        message = " ".join(str(error).split())
-        if "not used by the HfArgumentParser" in message:
-            message = "unknown flag(s) " + message.split(":", 1)[1].strip()
-        raise InputError(config or "command line", message) from None
 
 
 # Make targets that build the local models the recipes start from.

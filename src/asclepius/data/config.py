@@ -1,9 +1,12 @@
-"""Settings of the four data stages, parsed from ``recipes/<name>/data.yaml`` plus CLI flags.
+"""Argument classes of the data stages; their recipe file is ``recipes/<name>/data.yaml``.
 
-One dataclass serves every data script (notes, MIMIC, questions, answers) so a recipe's
-``data.yaml`` is a single file; each script reads the fields it needs. YAML keys are
-exactly these field names: ``make check-recipes`` parses every ``data.yaml`` with
-``TrlParser(RECIPE_CLASSES)`` and fails on anything else.
+One class per script (:class:`NotesArguments`, :class:`MimicArguments`,
+:class:`QuestionsArguments`, :class:`AnswersArguments`), each composed of the groups it
+shares with the others (:class:`DataStageArguments`: input, output, subset and push;
+:class:`TeacherStageArguments`: what a stage that sends notes to a teacher declares) and
+the recipe folders it reads or writes. The teacher's endpoint, sampling and pacing are
+:class:`TeacherEngineArguments`. The four stages share ``data.yaml``: each takes its own
+keys and leaves the others'; a key no data stage knows is an error (``make check-recipes``).
 
 Per-stage sampling defaults live here too (``STAGE_DEFAULTS``), in one place, and apply
 whenever the recipe leaves the engine's ``temperature`` / ``max_tokens`` unset.
@@ -14,12 +17,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from asclepius.arguments import (
+    AllowedEndpointsArguments,
+    Arguments,
+    HubDatasetArguments,
+    SourceArguments,
+    flag_of,
+)
 from asclepius.data.deid import DEFAULT_DEID_STYLE, DEID_STYLES
 from asclepius.data.filters import EXTRA_SELF_REFERENCE_PHRASES
 from asclepius.engine import EngineArguments
 from asclepius.errors import InputError
-from asclepius.stage.folder import PushRequest
-from asclepius.stage.policy import ALLOWED_ENDPOINTS_HELP
 
 
 @dataclass(frozen=True)
@@ -45,39 +53,125 @@ CONTEXT_SAFETY_MARGIN = 64
 MIN_NOTE_TOKENS = 32
 
 
+# --- groups the data stages share -------------------------------------------------------
+# A stage lists its groups from the most specific to the most general: --help shows the
+# general ones (input, output) first and the stage's own flags last.
 @dataclass
-class DataArguments:
-    # --- where data comes from and goes --------------------------------------------
+class DataStageArguments(Arguments):
+    """Every data stage: its input, its output folder, a subset."""
+
     input: str | None = field(
-        default=None,
-        metadata={
-            "help": "Stage input: case reports (PMC-Patients .csv/.json/.jsonl, a parquet file, a dataset "
-            "folder or Hub id) for make_notes, NOTEEVENTS.csv for prepare_mimic, a notes folder for "
-            "make_questions, a questions folder for make_answers. Default: the recipe's folder for the stage."
-        },
+        default=None, metadata={"help": "Stage input. Default: the recipe's folder for the stage."}
     )
     output_dir: str | None = field(
         default=None,
         metadata={"help": "Hub-ready dataset folder to write. Default: the recipe's folder for the stage."},
     )
+    limit: int | None = field(default=None, metadata={"help": "Use a reproducible subset of this many rows."})
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Rebuild a finished output folder (ledger answers are reused: nothing is resent)."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {self.limit}")
+
+    def output_path(self, default: str | None) -> Path:
+        """The stage's output folder: --output_dir, else the recipe's folder for the stage."""
+        target = self.output_dir or default
+        if not target:
+            raise InputError(
+                "--output_dir", "not given (and the recipe sets no default output for this stage)"
+            )
+        return Path(target)
+
+    def input_path(self, default: str | None) -> str:
+        """The stage's input: --input, else the recipe's default for the stage."""
+        source = self.input or default
+        if not source:
+            raise InputError("--input", "not given (and the recipe sets no default input for this stage)")
+        return source
+
+
+@dataclass
+class TeacherStageArguments(SourceArguments, AllowedEndpointsArguments, DataStageArguments):
+    """A stage that sends notes to a teacher: what its input is, where notes may go, its seed."""
+
+    seed: int = field(
+        default=42, metadata={"help": "Seed of the subset, task assignment and example choice."}
+    )
+    keep_truncated: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep generations cut by max_tokens (finish_reason 'length') in the default config. "
+            "Off for real runs; the tiny demo model rarely stops on its own."
+        },
+    )
+
+
+@dataclass
+class ChunkedReading(Arguments):
+    chunk_size: int = field(default=10_000, metadata={"help": "Rows per chunk when reading large CSV files."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.chunk_size < 1:
+            raise ValueError(f"--chunk_size must be >= 1, got {self.chunk_size}")
+
+
+# --- the recipe's folders, which chain the stages (--input / --output_dir override them) ---
+@dataclass
+class CaseReportsFile(Arguments):
     case_reports: str | None = field(
         default=None,
         metadata={"help": "Default --input of make_notes (case reports file, folder or Hub id)."},
     )
+
+
+@dataclass
+class NotesFolder(Arguments):
     notes_dir: str | None = field(
         default=None, metadata={"help": "Default --output_dir of make_notes and --input of make_questions."}
     )
+
+
+@dataclass
+class MimicNotesFolder(Arguments):
     mimic_notes_dir: str | None = field(
         default=None, metadata={"help": "Default --output_dir of prepare_mimic."}
     )
+
+
+@dataclass
+class QuestionsFolder(Arguments):
     questions_dir: str | None = field(
         default=None, metadata={"help": "Default --output_dir of make_questions and --input of make_answers."}
     )
+
+
+@dataclass
+class InstructionsFolder(Arguments):
     instructions_dir: str | None = field(
         default=None,
         metadata={"help": "Default --output_dir of make_answers (the final instruction dataset)."},
     )
-    # --- reading case reports -------------------------------------------------------
+
+
+# --- one class per stage ------------------------------------------------------------------
+@dataclass
+class NotesArguments(
+    HubDatasetArguments, ChunkedReading, NotesFolder, CaseReportsFile, TeacherStageArguments
+):
+    """``scripts/make_notes.py``: case reports in, synthetic discharge summaries out."""
+
+    input: str | None = flag_of(
+        DataStageArguments,
+        "input",
+        help="Case reports: PMC-Patients .csv/.json/.jsonl, a parquet file, a dataset folder or Hub id. "
+        "Default: the recipe's case_reports.",
+    )
     text_column: str = field(
         default="patient", metadata={"help": "Column holding the case report text (PMC-Patients: 'patient')."}
     )
@@ -91,47 +185,19 @@ class DataArguments:
     dataset_split: str = field(
         default="train", metadata={"help": "Split to read when the input is a dataset folder or Hub id."}
     )
-    chunk_size: int = field(default=10_000, metadata={"help": "Rows per chunk when reading large CSV files."})
-    limit: int | None = field(
-        default=None, metadata={"help": "Use a reproducible subset of this many rows (chosen by --seed)."}
-    )
-    seed: int = field(
-        default=42, metadata={"help": "Seed of the subset, task assignment and example choice."}
-    )
-    # --- notes ------------------------------------------------------------------------
     context_length: int = field(
         default=4096,
         metadata={
             "help": "Teacher context window; a note's max_tokens = this minus the estimated prompt, capped."
         },
     )
-    keep_truncated: bool = field(
-        default=False,
-        metadata={
-            "help": "Keep generations cut by max_tokens (finish_reason 'length') in the default config. "
-            "Off for real runs; the tiny demo model rarely stops on its own."
-        },
-    )
-    source_license: str | None = field(
-        default=None,
-        metadata={
-            "help": "Licence of a raw input (a file or Hub id with no card of this project), declared by you, e.g. "
-            "cc-by-nc-sa-4.0 for PMC-Patients; later stages inherit it. An undeclared raw input is of unknown "
-            "provenance and treated as restricted: never pushed publicly, sent to allowed endpoints only. "
-            "Folders written by this project carry their own licence."
-        },
-    )
-    source_restricted: bool = field(
-        default=False,
-        metadata={
-            "help": "Declare the raw input credentialed (MIMIC or other PhysioNet data): restricted whatever "
-            "its licence. A table with MIMIC's NOTEEVENTS columns is restricted in any case."
-        },
-    )
-    allowed_endpoints: list[str] | None = field(
-        default=None, metadata={"help": ALLOWED_ENDPOINTS_HELP, "nargs": "+"}
-    )
-    # --- MIMIC ------------------------------------------------------------------------
+
+
+@dataclass
+class MimicArguments(HubDatasetArguments, ChunkedReading, MimicNotesFolder, DataStageArguments):
+    """``scripts/prepare_mimic.py``: MIMIC-III NOTEEVENTS.csv in, a private notes folder out (no teacher)."""
+
+    input: str | None = flag_of(DataStageArguments, "input", help="MIMIC-III NOTEEVENTS.csv (required).")
     exclude_ids: str | None = field(
         default=None,
         metadata={
@@ -147,16 +213,20 @@ class DataArguments:
             "choices": list(DEID_STYLES),
         },
     )
-    # --- answers: filters ---------------------------------------------------------------
-    self_reference_extra: list[str] = field(
-        default_factory=lambda: list(EXTRA_SELF_REFERENCE_PHRASES),
-        metadata={
-            "help": "Phrases dropped as self-reference beyond the original's 11 (always applied), counted apart as "
-            "self_reference_extra in the card. 'none' (or [] in YAML) matches the original's filter and row "
-            "counts.",
-        },
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.deid_style not in DEID_STYLES:
+            raise ValueError(f"--deid_style must be one of {', '.join(DEID_STYLES)}; got {self.deid_style!r}")
+
+
+@dataclass
+class QuestionsArguments(HubDatasetArguments, QuestionsFolder, NotesFolder, TeacherStageArguments):
+    """``scripts/make_questions.py``: notes in, one task and question per note out."""
+
+    input: str | None = flag_of(
+        DataStageArguments, "input", help="A notes folder (or dataset). Default: the recipe's notes_dir."
     )
-    # --- questions --------------------------------------------------------------------
     dedup_threshold: float = field(
         default=0.7,
         metadata={
@@ -167,59 +237,52 @@ class DataArguments:
     num_pool_examples: int = field(
         default=2, metadata={"help": "Generated questions of the task's pool shown, at most."}
     )
-    # --- answers ----------------------------------------------------------------------
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.dedup_threshold <= 1.0:
+            raise ValueError(f"--dedup_threshold must be in [0, 1], got {self.dedup_threshold}")
+
+
+@dataclass
+class AnswersArguments(HubDatasetArguments, InstructionsFolder, QuestionsFolder, TeacherStageArguments):
+    """``scripts/make_answers.py``: questions in, the instruction dataset (train/test by patient) out."""
+
+    input: str | None = flag_of(
+        DataStageArguments,
+        "input",
+        help="A questions folder (or dataset). Default: the recipe's questions_dir.",
+    )
+    self_reference_extra: list[str] = field(
+        default_factory=lambda: list(EXTRA_SELF_REFERENCE_PHRASES),
+        metadata={
+            "help": "Phrases dropped as self-reference beyond the original's 11 (always applied), counted apart as "
+            "self_reference_extra in the card. 'none' (or [] in YAML) matches the original's filter and row "
+            "counts.",
+        },
+    )
     test_ratio: float = field(
         default=0.1, metadata={"help": "Share of patients in the 'test' split of the instruction dataset."}
     )
-    # --- output -----------------------------------------------------------------------
-    overwrite: bool = field(
-        default=False,
-        metadata={"help": "Rebuild a finished output folder (ledger answers are reused: nothing is resent)."},
-    )
-    push_to_hub: bool = field(default=False, metadata={"help": "Upload the finished folder to the Hub."})
-    hub_dataset_id: str | None = field(
-        default=None, metadata={"help": "Hub dataset repository, e.g. user/name."}
-    )
-    private: bool = field(
-        default=False, metadata={"help": "Push to a private repository (required for MIMIC data)."}
-    )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if [phrase.lower() for phrase in self.self_reference_extra] == ["none"]:
             self.self_reference_extra = []
-        if self.deid_style not in DEID_STYLES:
-            raise ValueError(f"--deid_style must be one of {', '.join(DEID_STYLES)}; got {self.deid_style!r}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"--limit must be >= 1, got {self.limit}")
-        if not 0.0 <= self.dedup_threshold <= 1.0:
-            raise ValueError(f"--dedup_threshold must be in [0, 1], got {self.dedup_threshold}")
         if not 0.0 <= self.test_ratio < 1.0:
             raise ValueError(f"--test_ratio must be in [0, 1), got {self.test_ratio}")
-        if self.chunk_size < 1:
-            raise ValueError(f"--chunk_size must be >= 1, got {self.chunk_size}")
-        if self.push_to_hub and not self.hub_dataset_id:
-            raise ValueError("--push_to_hub needs --hub_dataset_id")
 
-    def output_path(self, default: str | None) -> Path:
-        """The stage's output folder: --output_dir, else the recipe's folder for the stage."""
-        target = self.output_dir or default
-        if not target:
-            raise InputError(
-                "--output_dir", "not given (and the recipe sets no default output for this stage)"
-            )
-        return Path(target)
 
-    @property
-    def push_request(self) -> PushRequest:
-        """The push flags, as the stage folder takes them."""
-        return PushRequest(self.push_to_hub, self.hub_dataset_id, self.private, repo_type="dataset")
+@dataclass
+class TeacherEngineArguments(EngineArguments):
+    """The engine flags of a data stage: ``--model`` is the teacher."""
 
-    def input_path(self, default: str | None) -> str:
-        """The stage's input: --input, else the recipe's default for the stage."""
-        source = self.input or default
-        if not source:
-            raise InputError("--input", "not given (and the recipe sets no default input for this stage)")
-        return source
+    model: str = flag_of(
+        EngineArguments,
+        "model",
+        help="Teacher model (or Azure deployment) name, as the endpoint knows it.",
+        aliases=["--teacher_model"],
+    )
 
 
 def sampling_for(stage: str, engine_args: EngineArguments) -> StageDefaults:
@@ -229,6 +292,3 @@ def sampling_for(stage: str, engine_args: EngineArguments) -> StageDefaults:
         temperature=defaults.temperature if engine_args.temperature is None else engine_args.temperature,
         max_tokens=defaults.max_tokens if engine_args.max_tokens is None else engine_args.max_tokens,
     )
-
-
-RECIPE_CLASSES = (DataArguments, EngineArguments)

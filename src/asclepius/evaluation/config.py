@@ -1,16 +1,13 @@
-"""Settings of the evaluation stage, parsed from ``recipes/<name>/eval.yaml`` plus CLI flags.
+"""Argument classes of the evaluation stages; their recipe file is ``recipes/<name>/eval.yaml``.
 
-``scripts/generate.py`` and ``scripts/judge.py`` share one recipe file, so one dataclass
-holds both stages' fields and each script reads the ones it needs. The engine flags
-(:class:`~asclepius.engine.EngineArguments`) ride along: ``model``, ``base_url``,
-``api_key_env``, ``temperature`` and ``max_tokens`` describe the model being evaluated
-(a local path for the transformers backend, or a served model for ``--backend openai``);
-the judge has its own ``judge_*`` fields, because in one recipe the evaluated model and
-the judge are different endpoints with different sampling. Pacing, retries and prices
-are shared.
-
-YAML keys are exactly these field names: ``make check-recipes`` parses every eval.yaml
-with ``TrlParser(RECIPE_CLASSES)`` and fails on anything else.
+``scripts/generate.py`` (:class:`GenerateArguments` + :class:`GenerateEngineArguments`) and
+``scripts/judge.py`` (:class:`JudgeArguments` + :class:`JudgeEngineArguments`) share one
+recipe file: each takes its own keys and leaves the others'. What both use (the output
+folder, the backend, the by-patient split, the allowed endpoints) is a shared group,
+:class:`EvaluationStageArguments`. Generate's engine flags describe the model under
+evaluation (``--model``, ``--base_url``, ``--temperature``, ``--max_tokens``); the judge has
+its own endpoint and sampling (``--judge_*``) and takes only the engine's pacing, retries,
+prices and budget. ``make check-recipes`` parses every eval.yaml for both stages.
 """
 
 from __future__ import annotations
@@ -18,10 +15,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from asclepius.arguments import AllowedEndpointsArguments, Arguments, flag_of, not_a_flag
 from asclepius.engine import EngineArguments
 from asclepius.prompts import PROMPT_STYLES
-from asclepius.stage.policy import ALLOWED_ENDPOINTS_HELP
 
 logger = logging.getLogger(__name__)
 
@@ -38,41 +36,71 @@ PAPER_JUDGE_SETTINGS = {"judge_temperature": 0.0, "judge_max_tokens": 2048, "max
 DEFAULT_MAX_NEW_TOKENS = 400
 
 
-@dataclass
-class EvaluationArguments:
-    # --- generate: what to answer --------------------------------------------------
-    input: str | None = field(
-        default=None,
-        metadata={
-            "help": "Evaluation set: a Hub-ready folder, a .jsonl/.json/.csv/.parquet file or a Hub dataset id "
-            "with columns note, question, and optionally answer (reference), task, patient_id."
-        },
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "Dataset config name of --input."})
-    split: str = field(default="test", metadata={"help": "Split of --input to evaluate on."})
-    test_ratio: float | None = field(
-        default=None,
-        metadata={
-            "help": "For a source with only a train split (a plain file): hold out this share of patients as "
-            "'test', the same split the training stage uses with the same ratio and seed."
-        },
-    )
-    split_seed: int = field(default=0, metadata={"help": "Seed of the by-patient split (with --test_ratio)."})
-    max_samples: int | None = field(
-        default=None, metadata={"help": "Evaluate only the first N rows (smoke runs)."}
-    )
-    output_dir: str | None = field(
-        default=None, metadata={"help": "Output folder of this script (required)."}
-    )
+def plain_engine_arguments(engine_args: EngineArguments, **changes) -> EngineArguments:
+    """A plain :class:`EngineArguments` with ``engine_args``' values and ``changes`` (what the engine takes)."""
+    values = {each.name: getattr(engine_args, each.name) for each in dataclasses.fields(EngineArguments)}
+    return EngineArguments(**{**values, **changes})
 
-    # --- generate: how to answer ---------------------------------------------------
+
+@dataclass
+class EvaluationStageArguments(Arguments):
+    """What generate and the judge both take."""
+
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Output folder: generate's answers, the judge's report (required)."}
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Rebuild a finished output folder (generate's answers, the judge's report); without it a "
+            "finished folder is left as it is. Every input and flag is checked before anything is deleted."
+        },
+    )
     backend: str = field(
         default="transformers",
         metadata={
             "help": "transformers: load --model (path or Hub id) and generate in batches; openai: send the "
             "prompts to an OpenAI-compatible endpoint (--base_url, --model) through the request engine; "
-            "batch: the same through the endpoint's Batch API at half price (for generate and the judge)."
+            "batch: the same through the endpoint's Batch API at half price. The judge sends its requests "
+            "through the Batch API with batch, else one by one."
         },
+    )
+    test_ratio: float | None = field(
+        default=None,
+        metadata={
+            "help": "For a source with only a train split (a plain file): hold out this share of patients as "
+            "'test', the same split the training stage uses with the same ratio and seed: generate answers the "
+            "test side of --input, the judge checks notes against the train side of --train_dataset."
+        },
+    )
+    split_seed: int = field(default=0, metadata={"help": "Seed of the by-patient split (with --test_ratio)."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backend not in BACKENDS:
+            raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
+
+    def engine_arguments(self, engine_args: EngineArguments) -> EngineArguments:
+        """The engine settings of the API backends: batch when --backend batch."""
+        return plain_engine_arguments(engine_args, backend="batch" if self.backend == "batch" else "sync")
+
+
+@dataclass
+class GenerateArguments(AllowedEndpointsArguments, EvaluationStageArguments):
+    """``scripts/generate.py``: a model answers an evaluation set."""
+
+    input: str | None = field(
+        default=None,
+        metadata={
+            "aliases": ["--dataset_name"],
+            "help": "Evaluation set: a Hub-ready folder, a .jsonl/.json/.csv/.parquet file or a Hub dataset id "
+            "with columns note, question, and optionally answer (reference), task, patient_id.",
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset config name of --input."})
+    split: str = field(default="test", metadata={"help": "Split of --input to evaluate on."})
+    max_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate only the first N rows (smoke runs)."}
     )
     model_name: str | None = field(
         default=None, metadata={"help": "Name of the model in the results (default: --model as given)."}
@@ -140,7 +168,27 @@ class EvaluationArguments:
         },
     )
 
-    # --- judge: what to score ------------------------------------------------------
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # Fail at parse time with the flag's name rather than deep inside a run.
+        for name, value, choices in (
+            ("prompt_style", self.prompt_style, PROMPT_STYLE_CHOICES),
+            ("decoding", self.decoding, DECODING_CHOICES),
+        ):
+            if value not in choices:
+                raise ValueError(f"--{name} must be one of {', '.join(choices)}; got {value!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch_size must be >= 1, got {self.batch_size}")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
+            raise ValueError(f"--max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
+        if self.num_beams is not None and self.num_beams < 1:
+            raise ValueError(f"--num_beams must be >= 1, got {self.num_beams}")
+
+
+@dataclass
+class JudgeArguments(AllowedEndpointsArguments, EvaluationStageArguments):
+    """``scripts/judge.py``: an LLM judge grades answers folders; statistics, report, model cards."""
+
     inputs: list[str] | None = field(
         default=None,
         metadata={"help": "Folders written by scripts/generate.py, one per candidate model.", "nargs": "+"},
@@ -162,7 +210,12 @@ class EvaluationArguments:
             "choices": list(JUDGE_STYLES),
         },
     )
-    judge_model: str = field(default="gpt-4o", metadata={"help": "Judge model (or Azure deployment) name."})
+    judge_model: str = field(
+        default="gpt-4o",
+        metadata={
+            "help": "Judge model (or Azure deployment) name, as its endpoint (--judge_base_url) knows it."
+        },
+    )
     judge_base_url: str | None = field(
         default=None, metadata={"help": "Judge's OpenAI-compatible base URL (None = api.openai.com)."}
     )
@@ -199,11 +252,6 @@ class EvaluationArguments:
             "serve` rejects it); a reply that is not that JSON is read by the first-line parser."
         },
     )
-    allowed_endpoints: list[str] | None = field(
-        default=None, metadata={"help": ALLOWED_ENDPOINTS_HELP, "nargs": "+"}
-    )
-
-    # --- judge: decontamination, statistics, model cards ---------------------------
     train_dataset: str | None = field(
         default=None,
         metadata={"help": "Training data (folder, file or Hub id) to check evaluation notes against."},
@@ -239,23 +287,14 @@ class EvaluationArguments:
     )
 
     def __post_init__(self) -> None:
-        # Fail at parse time with the flag's name rather than deep inside a run.
+        super().__post_init__()
         for name, value, choices in (
-            ("backend", self.backend, BACKENDS),
-            ("prompt_style", self.prompt_style, PROMPT_STYLE_CHOICES),
-            ("decoding", self.decoding, DECODING_CHOICES),
             ("judge_style", self.judge_style, JUDGE_STYLES),
             ("judge_reply_format", self.judge_reply_format, ("first_line", "json_schema")),
         ):
             if value not in choices:
                 raise ValueError(f"--{name} must be one of {', '.join(choices)}; got {value!r}")
-        for name in (
-            "batch_size",
-            "num_shuffles",
-            "max_parse_attempts",
-            "bootstrap_samples",
-            "decontamination_ngram",
-        ):
+        for name in ("num_shuffles", "max_parse_attempts", "bootstrap_samples", "decontamination_ngram"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.judge_style == "paper":
@@ -266,23 +305,14 @@ class EvaluationArguments:
                         "judge_style paper pins %s=%s (%s given)", name, value, getattr(self, name)
                     )
                 setattr(self, name, value)
-        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
-            raise ValueError(f"--max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
-        if self.num_beams is not None and self.num_beams < 1:
-            raise ValueError(f"--num_beams must be >= 1, got {self.num_beams}")
         if not 0.0 < self.decontamination_threshold <= 1.0:
             raise ValueError(
                 f"--decontamination_threshold must be in (0, 1], got {self.decontamination_threshold}"
             )
 
-    def engine_arguments(self, engine_args: EngineArguments) -> EngineArguments:
-        """The engine settings of generate's API backends: batch when --backend batch."""
-        engine_args.backend = "batch" if self.backend == "batch" else "sync"
-        return engine_args
-
     def judge_engine_arguments(self, engine_args: EngineArguments) -> EngineArguments:
         """The engine settings of the judge: its own endpoint and sampling, the shared pacing."""
-        judge = dataclasses.replace(
+        judge = plain_engine_arguments(
             engine_args,
             model=self.judge_model,
             base_url=self.judge_base_url,
@@ -295,14 +325,41 @@ class EvaluationArguments:
 
 
 @dataclass
-class EvaluationEngineArguments(EngineArguments):
-    """The engine flags without their own ``--backend``: evaluation's ``--backend`` says it.
+class GenerateEngineArguments(EngineArguments):
+    """The engine flags of generate: the model under evaluation. Its ``--backend`` is generate's own."""
 
-    Two dataclasses with a ``backend`` field would clash in one parser, so here the
-    engine's backend is not a flag; ``EvaluationArguments.engine_arguments`` sets it.
-    """
+    backend: str = not_a_flag(EngineArguments, "backend")
+    model: str = flag_of(
+        EngineArguments,
+        "model",
+        help="The model under evaluation: a local folder or Hub id (--backend transformers), or the name the "
+        "endpoint serves it under (openai, batch).",
+        aliases=["--model_name_or_path"],
+    )
+    max_tokens: int | None = flag_of(
+        EngineArguments,
+        "max_tokens",
+        help=f"New tokens per answer (default {DEFAULT_MAX_NEW_TOKENS}, the paper's budget).",
+        aliases=["--max_new_tokens"],
+    )
+    temperature: float | None = flag_of(
+        EngineArguments, "temperature", help="Sampling temperature of the sampling decodings."
+    )
 
-    backend: str = field(default="sync", init=False)
 
+@dataclass
+class JudgeEngineArguments(EngineArguments):
+    """The judge's pacing, retries, prices and budget; its endpoint and sampling are the ``--judge_*`` flags."""
 
-RECIPE_CLASSES = (EvaluationArguments, EvaluationEngineArguments)
+    instead_of: ClassVar[dict[str, str]] = {
+        f"--{name}": f"--judge_{name}"
+        for name in ("model", "base_url", "api_key_env", "azure_api_version", "temperature", "max_tokens")
+    }
+
+    backend: str = not_a_flag(EngineArguments, "backend")
+    model: str = not_a_flag(EngineArguments, "model")
+    base_url: str | None = not_a_flag(EngineArguments, "base_url")
+    api_key_env: str = not_a_flag(EngineArguments, "api_key_env")
+    azure_api_version: str | None = not_a_flag(EngineArguments, "azure_api_version")
+    temperature: float | None = not_a_flag(EngineArguments, "temperature")
+    max_tokens: int | None = not_a_flag(EngineArguments, "max_tokens")

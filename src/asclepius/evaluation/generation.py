@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from asclepius.engine.request import estimate_prompt_tokens
-from asclepius.evaluation.config import DEFAULT_MAX_NEW_TOKENS, EvaluationArguments
+from asclepius.evaluation.config import DEFAULT_MAX_NEW_TOKENS, GenerateArguments
 from asclepius.evaluation.prompting import (
     TruncationLog,
     api_messages,
@@ -63,7 +63,7 @@ class Decoding:
 
     @classmethod
     def from_arguments(
-        cls, args: EvaluationArguments, *, max_tokens: int | None = None, temperature: float | None = None
+        cls, args: GenerateArguments, *, max_tokens: int | None = None, temperature: float | None = None
     ) -> Decoding:
         do_sample, num_beams = DECODING_PRESETS[args.decoding]
         if args.decoding == "paper":

@@ -1,10 +1,10 @@
 """Settings of the two training stages, parsed from ``recipes/<name>/{pretrain,sft}/*.yaml``.
 
-A recipe file is exactly three dataclasses (``RECIPE_CLASSES[stage]``): TRL's
-``ModelConfig``; TRL's ``SFTConfig`` (for pretraining, :class:`PretrainConfig`, the same
-with the paper's defaults for that stage); and :class:`TrainScriptArguments`, which
-extends TRL's ``ScriptArguments`` with what this project needs on top (the held-out
-split, column names, the learning-signal check). ``make check-recipes`` parses every
+A recipe file is exactly three dataclasses (``asclepius.recipes.STAGES``): TRL's
+``ModelConfig``; TRL's ``SFTConfig`` (:class:`SFTStageConfig`; for pretraining,
+:class:`PretrainConfig`, the same with the paper's defaults for that stage); and
+:class:`TrainScriptArguments`, which extends TRL's ``ScriptArguments`` with what this
+project needs on top (the held-out split, column names, the learning-signal check). ``make check-recipes`` parses every
 training recipe with these classes, so a misspelt key fails before a GPU is rented.
 """
 
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trl import ModelConfig, ScriptArguments, SFTConfig
+from trl import ModelConfig, ScriptArguments, SFTConfig  # noqa: F401 - ModelConfig: the stages' third class
 
+from asclepius.arguments import HubModelArguments, flag_of
 from asclepius.prompts import DEFAULT_PROMPT_FORMAT, PROMPT_FORMATS
 
 STAGES = ("pretrain", "sft")
@@ -94,7 +95,14 @@ class TrainScriptArguments(ScriptArguments):
 
 
 @dataclass
-class PretrainConfig(SFTConfig):
+class SFTStageConfig(SFTConfig):
+    """TRL's ``SFTConfig``, with this project's other name for a flag (``--private``, as the data stages say)."""
+
+    hub_private_repo: bool | None = flag_of(SFTConfig, "hub_private_repo", aliases=["--private"])
+
+
+@dataclass
+class PretrainConfig(SFTStageConfig):
     """``SFTConfig`` whose defaults are the paper's continued pretraining: one epoch over notes
     joined with EOS and cut into fixed blocks. A recipe that leaves these out still gets them."""
 
@@ -113,15 +121,8 @@ class PretrainConfig(SFTConfig):
     )
 
 
-# Every YAML under recipes/*/pretrain/ and recipes/*/sft/ parses into exactly these classes.
-RECIPE_CLASSES = {
-    "pretrain": (TrainScriptArguments, PretrainConfig, ModelConfig),
-    "sft": (TrainScriptArguments, SFTConfig, ModelConfig),
-}
-
-
 @dataclass
-class MergeArguments:
+class MergeArguments(HubModelArguments):
     """Options of ``scripts/merge_adapter.py``."""
 
     adapter_dir: str | None = field(
@@ -142,10 +143,13 @@ class MergeArguments:
             "choices": ["auto", "bfloat16", "float16", "float32"],
         },
     )
-    push_to_hub: bool = field(default=False, metadata={"help": "Upload the merged model folder to the Hub."})
-    hub_model_id: str | None = field(default=None, metadata={"help": "Hub model repository, e.g. user/name."})
-    hub_private_repo: bool = field(default=False, metadata={"help": "Push to a private repository."})
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace a finished --output_dir (one with its model card); without it a finished folder "
+            "is left as it is (rerun with --push_to_hub to push it)."
+        },
+    )
 
     def __post_init__(self) -> None:
-        if self.push_to_hub and not self.hub_model_id:
-            raise ValueError("--push_to_hub needs --hub_model_id")
+        super().__post_init__()  # --push_to_hub needs --hub_model_id
