@@ -198,7 +198,7 @@ TRAIN_FLAGS = $(if $(and $(CPU_LAUNCH),$(filter-out 1,$(NUM_PROCESSES))),--use_c
 	$(if $(MODEL),--model_name_or_path $(MODEL)) $(if $(INPUT),--dataset_name $(INPUT)) \
 	$(if $(OUTPUT),--output_dir $(OUTPUT)) $(ARGS)
 
-.PHONY: pretrain sft merge
+.PHONY: pretrain sft merge push
 
 pretrain: $(STAMP)  ## continued pretraining on notes: recipes/RECIPE/pretrain/config_full.yaml
 	$(TRAIN_LAUNCH) scripts/pretrain.py --config recipes/$(RECIPE)/pretrain/config_full.yaml $(TRAIN_FLAGS)
@@ -210,8 +210,13 @@ merge: $(STAMP)  ## merge a LoRA adapter into its base: ADAPTER=folder [OUTPUT=f
 	@test -n "$(ADAPTER)" || { echo "usage: make merge ADAPTER=outputs/tiny-sft-lora [OUTPUT=...]"; exit 2; }
 	$(PY) scripts/merge_adapter.py --adapter_dir $(ADAPTER) --output_dir $(or $(OUTPUT),$(ADAPTER)-merged) $(ARGS)
 
-check-recipes: $(STAMP)  ## parse every YAML under recipes/ into its config classes (no unknown keys)
+push: $(STAMP)  ## push a finished stage folder (again): FOLDER=outputs/tiny/sft REPO=user/name [ARGS="--private true"]
+	@test -n "$(FOLDER)" -a -n "$(REPO)" || { echo "usage: make push FOLDER=outputs/tiny/sft REPO=user/name"; exit 2; }
+	$(PY) scripts/push.py --folder $(FOLDER) --repo_id $(REPO) $(ARGS)
+
+check-recipes: $(STAMP)  ## every recipe parses (no unknown keys); what each needs is installed (names the extra)
 	$(PY) -m asclepius.recipes
+	$(PY) -m asclepius.recipe_needs
 # --- end training ---
 
 # --- demo ---

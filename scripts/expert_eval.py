@@ -49,7 +49,10 @@ def export(args: expert.ExportArguments) -> None:
     folder.begin()
     packets, key = expert.build_packets(sample, raters=args.raters, seed=args.seed)
     expert.write_packets(
-        folder.path, packets, {**key, "inputs": dict(zip(names, args.inputs)), "date": today()}
+        folder.path,
+        packets,
+        {**key, "inputs": dict(zip(names, args.inputs)), "date": today()},
+        notice=expert.restricted_notice(provenance),  # restricted notes: said in every file a rater gets
     )
     summary = (
         f"Blinded rating packets: {len(sample)} items (stratified by task and source), {len(names)} candidates "

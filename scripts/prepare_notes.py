@@ -28,7 +28,7 @@ from asclepius.data.corpus import (
     iter_corpus,
 )
 from asclepius.data.stage import DatasetStage
-from asclepius.errors import run_stage
+from asclepius.errors import reading, run_stage
 from asclepius.recipes import parse_recipe
 
 logger = logging.getLogger("prepare_notes")
@@ -44,15 +44,17 @@ def main() -> None:
     if stage.skip_if_finished():
         stage.push_if_asked()
         return
-    columns = corpus_columns(args)
-    origin = stage.check([corpus_provenance(args, columns)])
+    with reading(args.input):  # a corrupt file is one line naming it, not a pyarrow traceback
+        columns = corpus_columns(args)
+    origin = stage.check([corpus_provenance(args, columns)], preflight=[lambda: check_corpus(args, stage)])
     logger.info("%s", origin.describe())
 
     # 2. Stream the notes into the staging table (the folder is marked before any row exists).
     table = stage.begin_rows(CORPUS_FEATURES)
     counts = CorpusCounts()
-    for row in iter_corpus(args, counts):
-        table.add(row)
+    with reading(args.input):
+        for row in iter_corpus(args, counts):
+            table.add(row)
     logger.info("%s: %d rows read, %d notes kept", args.input, counts.rows_read, counts.kept)
 
     # 3. One config of notes; the card (last) says where they come from and who may see them.
@@ -84,6 +86,14 @@ def main() -> None:
     stage.finish_card(lambda: render_card(Path(args.output_dir), facts))
     print(f"wrote {counts.kept} notes of {args.source} to {args.output_dir} ({origin.status})")
     stage.push_if_asked()
+
+
+def check_corpus(args: CorpusArguments, stage: DatasetStage) -> None:
+    """--overwrite of a finished folder: every row is read and checked before its notes are deleted."""
+    if stage.state == "finished":
+        with reading(args.input):
+            for _ in iter_corpus(args, CorpusCounts()):
+                pass
 
 
 if __name__ == "__main__":

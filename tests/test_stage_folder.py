@@ -137,7 +137,8 @@ def test_a_launch_the_trainer_does_not_see_is_refused_naming_use_cpu(monkeypatch
 def test_two_runs_on_one_folder_the_second_exits_at_once_and_a_killed_runs_lock_is_taken_over(tmp_path):
     env = script_env(tmp_path)
     output = tmp_path / "notes"
-    with OpenAIServer(latency=1.5) as server:
+    # Replies wait 60 s: the first run is still waiting on its first note when it is killed.
+    with OpenAIServer(latency=60) as server:
         first = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "make_notes.py"),
                                   *notes_flags(server, output)], cwd=ROOT, env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -152,6 +153,7 @@ def test_two_runs_on_one_folder_the_second_exits_at_once_and_a_killed_runs_lock_
             if first.poll() is None:
                 first.kill()
         assert (output / ".asclepius" / "lock.json").exists()
+        server.latency = 0.0
         third = run_script("make_notes.py", *notes_flags(server, output), env=env)
         assert third.returncode == 0, third.stderr[-2000:]
         assert "taking over the lock of a run that is gone" in third.stderr

@@ -21,8 +21,8 @@ from typing import Any
 from datasets import Dataset, Features, Value
 
 from asclepius.data.loading import load_any
-from asclepius.engine.client import read_api_key, resolve_base_url
-from asclepius.errors import InputError
+from asclepius.engine.client import Secret, build_client, read_api_key, resolve_base_url
+from asclepius.errors import InputError, reading
 from asclepius.redaction import redact_text, redact_url
 from asclepius.stage import UNKNOWN, Provenance, StageFolder, classify
 from asclepius.stage.files import WORK_DIR_NAME, is_finished, write_dataset_configs
@@ -83,8 +83,22 @@ def check_teacher_stage(stage: DatasetStage, inputs: list[Provenance], data_args
         inputs,
         endpoints=[resolve_base_url(engine_args)],
         allowed_endpoints=data_args.allowed_endpoints or (),
-        preflight=[] if engine_args.dry_run else [lambda: read_api_key(engine_args)],
+        preflight=engine_preflight(engine_args),
     )
+
+
+def engine_preflight(engine_args) -> list:
+    """The engine's own refusals, made before any work or deletion: the flags the client is built
+    from (``--azure_api_version`` needs ``--base_url``), and the key (not needed by a dry run).
+
+    The client is built exactly as the engine builds it (no connection is made), so every
+    combination it refuses is refused here, while a finished folder is still intact.
+    """
+
+    def client_flags() -> None:
+        build_client(engine_args, Secret("EMPTY"))
+
+    return [client_flags] if engine_args.dry_run else [client_flags, lambda: read_api_key(engine_args)]
 
 
 def teacher_provenance(
@@ -116,7 +130,8 @@ def load_stage_input(source: str, required: Iterable[str], *, split: str = "trai
         )
     if not path.exists() and source.startswith((".", "/")):
         raise InputError(path, "no such file or folder")
-    splits = load_any(source)
+    with reading(source):  # a corrupt file (parquet, JSON) is one line naming it
+        splits = load_any(source)
     if split not in splits:
         raise InputError(source, f"no split {split!r}; available: {sorted(splits)}")
     dataset = splits[split]

@@ -38,6 +38,9 @@ KEY_NAME = "expert_key.json"
 # What the rating app reads: the packet as data (the rubric, the items, a notice for restricted data).
 PACKET_DATA_NAME = "packet.json"
 RATING_FIELDS = ["rater", "item", "item_id", "label", "score", "comment"]
+# Packets of restricted (or unknown) data say so at the top of packet.md and on every row of the
+# ratings files (a `notice` column/key that the import ignores), wherever a file ends up.
+NOTICE_FIELD = "notice"
 NO_ANSWER = "(no answer)"
 JUDGE = "judge"
 RUBRIC = """# Rating rubric
@@ -210,15 +213,17 @@ def write_packets(
             for e in entries
             for label in e["answers"]
         ]
+        if notice:
+            rows = [{**row, NOTICE_FIELD: notice} for row in rows]
         with open(folder / "ratings.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=RATING_FIELDS)
+            writer = csv.DictWriter(handle, fieldnames=RATING_FIELDS + ([NOTICE_FIELD] if notice else []))
             writer.writeheader()
             writer.writerows(rows)
         atomic_write_text(
             folder / "ratings.jsonl",
             "".join(json.dumps({**row, "score": None}, ensure_ascii=False) + "\n" for row in rows),
         )
-        atomic_write_text(folder / "packet.md", render_packet(rater, entries))
+        atomic_write_text(folder / "packet.md", render_packet(rater, entries, notice))
         packet_data = {"rater": rater, "rubric": RUBRIC, "notice": notice, "items": entries}
         atomic_write_text(
             folder / PACKET_DATA_NAME, json.dumps(packet_data, ensure_ascii=False, indent=1) + "\n"
@@ -228,8 +233,22 @@ def write_packets(
     return written
 
 
-def render_packet(rater: int, entries: Sequence[dict]) -> str:
-    lines = [f"# Rating packet, rater {rater}", "", "Score every answer 1-4 with the rubric (rubric.md).", ""]
+def restricted_notice(provenance) -> str | None:
+    """What a rater must know when the notes are restricted or of unknown provenance (None: public)."""
+    if not provenance.restricted:
+        return None
+    return (
+        f"RESTRICTED DATA ({provenance.status}: {provenance.reason}). These notes may be seen only by raters "
+        "allowed under their data use agreement (PhysioNet credentialed access for MIMIC). Do not copy, share, "
+        "upload or paste them anywhere, including online tools and AI services."
+    )
+
+
+def render_packet(rater: int, entries: Sequence[dict], notice: str | None = None) -> str:
+    lines = [f"# Rating packet, rater {rater}", ""]
+    if notice:
+        lines += [f"> **{notice}**", ""]
+    lines += ["Score every answer 1-4 with the rubric (rubric.md).", ""]
     for e in entries:
         lines += [
             f"## Item {e['item']} (`{e['item_id']}`, task: {e['task']})",

@@ -21,7 +21,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -45,6 +45,7 @@ class PushRequest:
     repo_id: str | None = None
     private: bool = False
     repo_type: str = "dataset"
+    token: str | None = field(default=None, repr=False)  # --hub_token; never printed or recorded
 
 
 def launcher_rank() -> int:
@@ -69,9 +70,9 @@ def check_url(url: str | None) -> None:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
     except ValueError as error:
-        raise InputError("--base_url", f"{redact_url(url)} is not a valid URL ({error})") from None
+        raise InputError(redact_url(url), f"not a valid endpoint URL ({error})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError("--base_url", f"{redact_url(url)} is not an http(s) URL with a host")
+        raise InputError(redact_url(url), "not a valid endpoint URL (http or https, with a host)")
 
 
 class FolderLock:
@@ -269,7 +270,7 @@ class StageFolder:
         request = self.push_request
         if not request.push_to_hub:
             return None
-        if self.dry_run:  # a dry run contacts nothing: no repository created, nothing uploaded
+        if self.dry_run and self.state != "finished":  # a dry run contacts nothing (and wrote nothing)
             print(f"dry run: would push {self.path} to {request.repo_id} (private={request.private})")
             return None
         url = push_folder(
@@ -277,7 +278,10 @@ class StageFolder:
             request.repo_id,
             repo_type=request.repo_type,
             private=request.private,
+            token=request.token,
             provenance=self.provenance,
+            dry_run=self.dry_run,  # checks made, files listed, nothing sent
         )
-        print(f"pushed {self.path} to {url}")
+        if url:
+            print(f"pushed {self.path} to {url}")
         return url

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from asclepius.errors import InputError
@@ -49,16 +50,20 @@ def push_folder(
     provenance: Provenance | None = None,
     token: str | None = None,
     commit_message: str | None = None,
-) -> str:
-    """Upload a finished Hub-ready folder; returns the repo URL.
+    dry_run: bool = False,
+) -> str | None:
+    """Upload a finished Hub-ready folder; returns the repo URL (None for a dry run).
 
     The folder is classified as it is right before the upload (a file dropped into it
     after the run counts), combined with ``provenance`` (what the run's inputs were):
     the most restrictive wins, unknown is restricted. The token comes from
-    huggingface_hub's usual sources and is never logged.
+    huggingface_hub's usual sources and is never logged. A dry run makes every check
+    and lists what would be uploaded, and contacts nothing.
     """
     from huggingface_hub import HfApi
 
+    if not repo_id:
+        raise InputError(folder, "no repository named to push to", field="repo_id")
     if not is_finished(folder):
         raise InputError(folder, "no README.md: the stage did not finish, nothing to push")
     now = classify(str(folder))
@@ -69,6 +74,11 @@ def push_folder(
         raise InputError(
             folder, f"refusing to push: {secrets[0]} holds a token-shaped string", field="push_to_hub"
         )
+    if dry_run:
+        files = uploaded_files(folder)
+        print(f"dry run: would push {len(files)} files of {folder} ({provenance.status}) to {repo_type} "
+              f"{repo_id} (private={private}); nothing sent")  # fmt: skip
+        return None
     api = HfApi(token=token)
     url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
     if provenance.restricted:
@@ -82,3 +92,39 @@ def push_folder(
     )
     logger.info("pushed %s to %s", folder, url)
     return str(url)
+
+
+@dataclass
+class PushArguments:
+    """``scripts/push.py``: push a finished stage folder (again), with the same checks as a stage's push."""
+
+    folder: str | None = field(
+        default=None, metadata={"help": "The finished stage folder to push (required)."}
+    )
+    repo_id: str | None = field(default=None, metadata={"help": "Hub repository, e.g. user/name (required)."})
+    private: bool = field(
+        default=False,
+        metadata={"help": "Push to a private repository (required for restricted or unknown data)."},
+    )
+    repo_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "model or dataset (default: model when the folder holds a model's config, else dataset)."
+        },
+    )
+    dry_run: bool = field(
+        default=False, metadata={"help": "Make every check and list the files; contact nothing."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.repo_type not in (None, "model", "dataset"):
+            raise ValueError(f"--repo_type must be model or dataset, not {self.repo_type!r}")
+
+
+def folder_repo_type(folder: str | os.PathLike) -> str:
+    """model for a folder holding a model (config, adapter, weights), else dataset."""
+    folder = Path(folder)
+    model_files = ("config.json", "adapter_config.json", "model.safetensors", "model.safetensors.index.json")
+    if any((folder / name).exists() for name in model_files) or any(folder.glob("*.gguf")):
+        return "model"
+    return "dataset"

@@ -20,6 +20,7 @@ import datasets
 import transformers
 
 from asclepius.errors import InputError, reading
+from asclepius.recipe_needs import require_for_run, training_settings
 from asclepius.recipes import check_model_path
 from asclepius.stage import PushRequest, StageFolder, classify
 from asclepius.stage.folder import launcher_rank
@@ -58,7 +59,11 @@ def take_over_push(training_args) -> PushRequest:
     if push_to_hub and not training_args.hub_model_id:
         raise InputError("--hub_model_id", "--push_to_hub needs --hub_model_id")
     return PushRequest(
-        push_to_hub, training_args.hub_model_id, bool(training_args.hub_private_repo), repo_type="model"
+        push_to_hub,
+        training_args.hub_model_id,
+        bool(training_args.hub_private_repo),
+        repo_type="model",
+        token=training_args.hub_token,  # --hub_token: the push uses it (else huggingface_hub's own)
     )
 
 
@@ -89,6 +94,8 @@ def open_folder(script_args, training_args, model_args) -> StageFolder | None:
             folder.check(inputs)
             folder.push_if_asked()
         return None
+    # The tracker, bitsandbytes, flash-attn...: missing, one line now rather than a traceback after loading.
+    require_for_run(training_settings(training_args, model_args))
     folder.check(inputs)
     if main_process:
         folder.begin()  # card removed, provenance marked: checkpoints inherit it
@@ -136,11 +143,24 @@ def tokenizer_for(model_args, training_args):
 
 def train_and_save(trainer):
     """Train (resuming from the last complete checkpoint), log, save a loadable model; (metrics, resumed_from)."""
+    check_rows_left(trainer)
     result, resumed_from = train_resuming(trainer)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     save_final_model(trainer)  # collective under FSDP/DeepSpeed
     return result.metrics, resumed_from
+
+
+def check_rows_left(trainer) -> None:
+    """TRL drops the rows that truncation to ``max_length`` leaves with no answer token; none left is
+    a one-line error (not a sampler traceback), before the first step."""
+    dataset = trainer.train_dataset
+    if hasattr(dataset, "__len__") and len(dataset) == 0:
+        raise InputError(
+            "--max_length",
+            f"{trainer.args.max_length} tokens leave no training row: every prompt (note and question) fills "
+            "it before the answer begins; raise --max_length or use shorter notes",
+        )
 
 
 def learning_signal(trainer, script_args, model_args, tokenizer, heldout) -> dict[str, Any] | None:
