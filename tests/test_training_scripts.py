@@ -67,12 +67,12 @@ def load(folder: Path):
 
 @pytest.fixture(scope="module")
 def pretrained(tiny_model_path, tmp_path_factory, env) -> Path:
-    """Continued pretraining of the tiny model: 12 steps of the tiny recipe, logged to offline wandb."""
+    """Continued pretraining of the tiny model: 12 steps of the tiny recipe, logged to trackio (locally)."""
     output_dir = tmp_path_factory.mktemp("runs") / "tiny-pretrain"
     run(
         script(
             "pretrain.py", "--config", PRETRAIN_RECIPE, "--model_name_or_path", tiny_model_path,
-            "--output_dir", output_dir, "--max_steps", 12, "--save_strategy", "no", "--report_to", "wandb",
+            "--output_dir", output_dir, "--max_steps", 12, "--save_strategy", "no", "--report_to", "trackio",
         ),
         env,
     )  # fmt: skip
@@ -91,7 +91,8 @@ def test_pretrain_makes_a_finished_model_with_a_learning_signal(pretrained, env)
     assert metrics["stage"] == "pretrain" and metrics["heldout_notes"] == 5  # the demo's held-out patients
     # The goal: held-out note perplexity at least 30% lower after continued pretraining.
     assert metrics["heldout_note_perplexity_reduction"] >= 0.30, metrics
-    assert list((Path(env["WANDB_DIR"]) / "wandb").glob("offline-run-*")), "nothing logged to offline wandb"
+    # trackio, the recipes' tracker, is in the default install and logs to TRACKIO_DIR without a Space.
+    assert list(Path(env["TRACKIO_DIR"]).glob("*.db")), "nothing logged to trackio"
 
 
 def test_sft_tunes_the_pretrained_model_and_lowers_answer_loss(pretrained, tmp_path, env):
