@@ -27,6 +27,7 @@ from asclepius.errors import InputError, run_stage
 from asclepius.evaluation.folders import (
     load_evaluation_set,
     local_model_folder,
+    model_provenance,
     with_answers,
     write_answers_folder,
 )
@@ -66,6 +67,9 @@ def main() -> None:
         allowed_endpoints=args.allowed_endpoints or (),
         preflight=[lambda: read_api_key(engine_args)] if api and not engine_args.dry_run else [],
     )
+    # The answers inherit the model's provenance too (a MIMIC-trained model's answers are restricted);
+    # the endpoint was checked for the notes alone.
+    origin = folder.check([origin, model_provenance(engine_args.model, api=api)])
     if not api:
         check_model_path(engine_args.model, flag="--model")
     decoding = Decoding.from_arguments(

@@ -167,3 +167,83 @@ def test_check_int_accepts_integral_values_only():
         readers.check_int("f", "1.5", row=1, field="x")
     with pytest.raises(InputError):
         readers.check_int("f", True, row=1, field="x")
+
+
+# -- The one NOTEEVENTS detector: the readers' own parsing, every format they accept ----------------
+
+NOTEEVENTS_HEADER = ["ROW_ID", "SUBJECT_ID", "HADM_ID", "CHARTDATE", "CATEGORY", "DESCRIPTION", "TEXT"]
+NOTEEVENTS_ROWS = [
+    [1, 10, 100, "2150-01-01", "Discharge summary", "Report", "Admitted with chest pain. Discharged home."],
+    [2, 11, 101, "2150-02-01", "Discharge summary", "Report", "Admitted with pneumonia. Treated."],
+]
+
+
+def noteevents_variants(folder) -> dict[str, tuple[object, str]]:
+    """MIMIC NOTEEVENTS in every shape the readers accept: {name: (path, text column)}."""
+    from datasets import Dataset
+
+    folder.mkdir(parents=True, exist_ok=True)
+    records = [dict(zip(NOTEEVENTS_HEADER, row)) for row in NOTEEVENTS_ROWS]
+    plain = "\n".join(",".join(map(str, row)) for row in [NOTEEVENTS_HEADER, *NOTEEVENTS_ROWS]) + "\n"
+    variants = {}
+
+    def add(name, text=None, column="TEXT", **kwargs):
+        path = folder / name
+        if text is not None:
+            path.write_text(text, encoding=kwargs.get("encoding", "utf-8"))
+        variants[name] = (path, column)
+        return path
+
+    add("bom.csv", plain, encoding="utf-8-sig")
+    add("leading_blank_line.csv", "\n" + plain)
+    add(
+        "comma_space.csv",
+        "\n".join(", ".join(map(str, row)) for row in [NOTEEVENTS_HEADER, *NOTEEVENTS_ROWS]),
+    )
+    add("one_line.json", json.dumps(records))
+    add("pretty.json", json.dumps(records, indent=2))
+    large = [{**records[0], "TEXT": "Admitted. " * 20_000}, records[1]]  # a first record far over 64 KB
+    add("large_first.jsonl", "".join(json.dumps(record) + "\n" for record in large))
+    Dataset.from_list(records).save_to_disk(str(add("saved_to_disk")))
+    Dataset.from_list(records).to_parquet(str(add("notes.parquet")))
+    partial = [
+        {"text": r["TEXT"], "subject_id": r["SUBJECT_ID"], "chartdate": r["CHARTDATE"]} for r in records
+    ]
+    add("partial_lowercase.jsonl", "".join(json.dumps(record) + "\n" for record in partial), column="text")
+    return variants
+
+
+def test_noteevents_is_recognised_in_every_format_the_readers_accept(tmp_path):
+    from asclepius.data.loading import load_any
+
+    for name, (path, column) in noteevents_variants(tmp_path).items():
+        columns = readers.read_columns(str(path)) or list(load_any(str(path))["train"].column_names)
+        assert column in columns, (name, columns)  # the readers parse what the detector judges
+        if path.is_file():
+            assert readers.is_noteevents(readers.table_columns(path)), name
+        assert readers.is_noteevents(columns), name
+
+
+def test_the_detector_needs_text_and_two_noteevents_columns():
+    assert readers.is_noteevents(["\ufeff row_id ", "hadm_id", " Text"])
+    assert readers.is_noteevents(["TEXT", "CATEGORY", "CHARTDATE"])
+    assert not readers.is_noteevents(["TEXT", "ROW_ID"]) and not readers.is_noteevents(
+        ["note", "ROW_ID", "HADM_ID"]
+    )
+    assert not readers.is_noteevents(None)
+
+
+def test_a_comma_space_header_is_read_with_clean_names(tmp_path):
+    path = tmp_path / "notes.csv"
+    path.write_text("id, TEXT\n1, first note\n", encoding="utf-8")
+    assert readers.read_columns(str(path)) == ["id", "TEXT"]
+    assert [record for _, record in readers.iter_csv(path, usecols=["TEXT"])] == [{"TEXT": " first note"}]
+
+
+def test_a_save_to_disk_folder_is_read_like_any_dataset(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    Dataset.from_dict({"note": ["a", "b"]}).save_to_disk(str(tmp_path / "one"))
+    DatasetDict({"test": Dataset.from_dict({"note": ["c"]})}).save_to_disk(str(tmp_path / "dict"))
+    assert [record["note"] for _, record in readers.iter_records(str(tmp_path / "one"))] == ["a", "b"]
+    assert readers.read_columns(str(tmp_path / "dict"), split="test") == ["note"]

@@ -10,10 +10,14 @@ from asclepius.training.config import TrainScriptArguments
 
 
 def facts_for(
-    tmp_path, *, dataset="starmpcc/Asclepius-Synthetic-Clinical-Notes", base="meta-llama/Llama-2-7b-hf"
+    tmp_path,
+    *,
+    dataset="starmpcc/Asclepius-Synthetic-Clinical-Notes",
+    base="meta-llama/Llama-2-7b-hf",
+    declared=None,
 ):
     training_args = SFTConfig(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, report_to="none")
-    return card.gather_facts(stage="sft", script_args=TrainScriptArguments(dataset_name=dataset),
+    return card.gather_facts(stage="sft", script_args=TrainScriptArguments(dataset_name=dataset, dataset_license=declared),
                              training_args=training_args, model_args=ModelConfig(model_name_or_path=base),
                              train_metrics={}, log_history=[], num_train_examples=1, learning_signal=None)  # fmt: skip
 
@@ -25,19 +29,21 @@ def test_the_licence_is_the_stricter_of_the_data_and_the_base_model(tmp_path):
     text = (tmp_path / "out" / "README.md").read_text()
     assert "training data: cc-by-nc-sa-4.0" in text and "starting model: llama2" in text
 
-    # CC0 data (the demo's, whose card says so) on an Apache-2.0 model: Apache-2.0, not CC BY-NC-SA.
-    data = tmp_path / "demo-data"
-    data.mkdir()
-    (data / "README.md").write_text(
-        "---\nlicense: cc0-1.0\ntags: [asclepius]\ndata_provenance: public\n---\n"
+    # CC0 data (a raw file whose licence the user declares) on an Apache-2.0 model: Apache-2.0.
+    data = tmp_path / "notes.jsonl"
+    data.write_text("{}\n")
+    facts = facts_for(
+        tmp_path / "b", dataset=str(data), base="HuggingFaceTB/SmolLM2-135M-Instruct", declared="cc0-1.0"
     )
-    (data / "rows.jsonl").write_text("{}\n")
-    facts = facts_for(tmp_path / "b", dataset=str(data), base="HuggingFaceTB/SmolLM2-135M-Instruct")
     card.render_card(tmp_path / "b" / "out", facts)
     assert read_card_metadata(tmp_path / "b" / "out")["license"] == "apache-2.0"
+    assert (
+        "training data: cc0-1.0, from the declaration (--dataset_license)"
+        in (tmp_path / "b" / "out" / "README.md").read_text()
+    )
 
     # A base model whose licence cannot be read: "other", named unknown, never a permissive guess.
-    facts = facts_for(tmp_path / "c", dataset=str(data), base="someone/unlisted-model")
+    facts = facts_for(tmp_path / "c", dataset=str(data), base="someone/unlisted-model", declared="cc0-1.0")
     card.render_card(tmp_path / "c" / "out", facts)
     metadata = read_card_metadata(tmp_path / "c" / "out")
     assert metadata["license"] == "other" and metadata["license_name"] == "unknown"

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from asclepius.stage.files import read_card_metadata
+from asclepius.stage.stamps import read_stamp
 from asclepius.training.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,13 +85,16 @@ def test_pretrain_makes_a_finished_model_with_a_learning_signal(pretrained, env)
     assert tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.bos_token_id
     assert model.config.use_cache is True
     card = read_card_metadata(pretrained)
-    assert card["license"] == "cc-by-nc-sa-4.0" and "continued-pretraining" in card["tags"]
+    # The stricter of the demo data's CC0 and the tiny model's Apache-2.0, not PMC-Patients' licence.
+    assert card["license"] == "apache-2.0" and "continued-pretraining" in card["tags"]
     text = (pretrained / "README.md").read_text()
     assert "Research use only" in text and "kweon2024publicly" in text and "| packing | wrapped |" in text
     metrics = read_metrics(pretrained)
     assert metrics["stage"] == "pretrain" and metrics["heldout_notes"] == 5  # the demo's held-out patients
     # The goal: held-out note perplexity at least 30% lower after continued pretraining.
     assert metrics["heldout_note_perplexity_reduction"] >= 0.30, metrics
+    # The weights carry the run's provenance, as the card says it (a copy of the file keeps it).
+    assert read_stamp(pretrained / "model.safetensors")["status"] == card["data_provenance"]
     # trackio, the recipes' tracker, is in the default install and logs to TRACKIO_DIR without a Space.
     assert list(Path(env["TRACKIO_DIR"]).glob("*.db")), "nothing logged to trackio"
 
@@ -131,6 +135,8 @@ def test_lora_adapter_merges_into_a_model_that_generates(pretrained, tmp_path, e
     ).exists()
     assert not (adapter_dir / "model.safetensors").exists() and not (adapter_dir / "config.json").exists()
     assert read_card_metadata(adapter_dir)["library_name"] == "peft"
+    status = read_card_metadata(adapter_dir)["data_provenance"]
+    assert read_stamp(adapter_dir / "adapter_model.safetensors")["status"] == status
 
     run(script("merge_adapter.py", "--adapter_dir", adapter_dir, "--output_dir", merged_dir), env)
     assert not (merged_dir / "adapter_config.json").exists()
@@ -141,6 +147,7 @@ def test_lora_adapter_merges_into_a_model_that_generates(pretrained, tmp_path, e
         and "merged into the base" in (merged_dir / "README.md").read_text()
     )
     # The adapter changed the weights it wraps.
+    assert read_stamp(merged_dir / "model.safetensors")["status"] == card["data_provenance"]
     merged = load_file(merged_dir / "model.safetensors")
     base = load_file(pretrained / "model.safetensors")
     name = "model.layers.0.self_attn.q_proj.weight"
@@ -205,6 +212,11 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tiny_model_path,
     assert resumed_from.startswith("checkpoint-") and 4 <= int(resumed_from.split("-")[1]) < planned_steps
     assert (output_dir / "README.md").exists()
     load(output_dir)
+    # Every checkpoint's weights carry the run's provenance too (the Trainer's saves are stamped).
+    status = read_card_metadata(output_dir)["data_provenance"]
+    assert all(
+        read_stamp(path)["status"] == status for path in output_dir.glob("checkpoint-*/model.safetensors")
+    )
 
     # A finished folder is left alone by a rerun.
     weights = (output_dir / "model.safetensors").stat().st_mtime_ns

@@ -23,11 +23,11 @@ from typing import Any
 
 from datasets import Dataset, Features, Value
 
-from asclepius.data.readers import check_int, check_text, iter_records, read_columns
+from asclepius.data.readers import check_int, check_text, is_noteevents, iter_records, read_columns
 from asclepius.data.stage import SOURCE_ROW
 from asclepius.errors import InputError
-from asclepius.stage import PushRequest, classify, declare_source
-from asclepius.stage.provenance import NOTEEVENTS_COLUMNS, Provenance, restricted
+from asclepius.stage import PushRequest, classify
+from asclepius.stage.provenance import Provenance, restricted
 
 logger = logging.getLogger(__name__)
 
@@ -139,28 +139,18 @@ class CorpusArguments:
             )
 
 
-def is_noteevents(columns: list[str] | None) -> bool:
-    """True for MIMIC's NOTEEVENTS layout (restricted whatever anyone states)."""
-    upper = {str(column).upper() for column in columns or []}
-    return NOTEEVENTS_COLUMNS <= upper or ("TEXT" in upper and {"ROW_ID", "HADM_ID"} <= upper)
-
-
 def corpus_provenance(args: CorpusArguments, columns: list[str] | None) -> Provenance:
-    """What the corpus is: restricted with NOTEEVENTS columns whatever is stated, else as the user declares it
-    (a folder written by this project, or one marked restricted, speaks for itself)."""
-    if is_noteevents(columns):
-        if not args.source_restricted:
-            logger.warning(
-                "%s has MIMIC NOTEEVENTS columns: restricted whatever --source_restricted says", args.input
-            )
-        return restricted(args.input, "MIMIC NOTEEVENTS columns")
-    if Path(args.input).is_file():
-        return declare_source(
-            args.input, license=args.source_license, restricted_source=args.source_restricted
-        )
-    return classify(
+    """What the corpus is, classified by the stage layer with the user's statement (a stamp, a card of
+    this project, or the readers' NOTEEVENTS detector speak first); a Hub dataset with NOTEEVENTS
+    columns, known only once read, is restricted too."""
+    found = classify(
         args.input, declared_license=args.source_license, declared_restricted=args.source_restricted
     )
+    if is_noteevents(columns) and not found.mimic_derived:
+        found = restricted(args.input, "MIMIC NOTEEVENTS columns")
+    if found.mimic_derived and not args.source_restricted:
+        logger.warning("%s is restricted (%s) whatever --source_restricted says", args.input, found.reason)
+    return found
 
 
 def read_id_list(path: str | Path) -> set[str]:

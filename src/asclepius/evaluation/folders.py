@@ -26,7 +26,7 @@ from asclepius.stage.files import (
     work_dir,
     write_dataset_configs,
 )
-from asclepius.stage.provenance import CARD_KEY, UNKNOWN, Provenance, classify
+from asclepius.stage.provenance import CARD_KEY, PUBLIC, UNKNOWN, Provenance, classify
 
 REQUIRED_COLUMNS = ("note", "question")
 ADDED_COLUMNS = ("model", "generated")
@@ -74,6 +74,15 @@ def local_model_folder(model: str) -> str | None:
     """The absolute path of a local model folder, or None for a Hub id / API model name."""
     path = Path(model)
     return str(path.resolve()) if path.is_dir() else None
+
+
+def model_provenance(model: str, *, api: bool) -> Provenance:
+    """What a model's answers inherit from it: a local folder by its stamps and card, a Hub id by its
+    model card (a MIMIC-trained model's answers are restricted); a hosted API model's bare name
+    (``gpt-4o``) holds nothing of this project's."""
+    if api and "/" not in model and not Path(model).exists():
+        return Provenance(PUBLIC, f"{model} is a hosted model's name, no weights of this project", model)
+    return classify(model, kind="model")
 
 
 def write_answers_folder(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asclepius.stage.files import read_card_metadata
+from asclepius.stage.provenance import classify
 
 # The Hub's licence identifiers, from permissive to restrictive. Same rank: neither is stricter.
 STRICTNESS: dict[str, int] = {
@@ -92,19 +93,21 @@ def from_card(folder: str | os.PathLike, source: str = "its card") -> License:
 def of_input(name_or_path: str | None, declared: str | None = None) -> License:
     """The licence of a dataset or model: declared, its local card, its cached Hub card, or the table."""
     if declared:
-        return License(declared, source="declared")
+        return License(declared, source="the declaration (--dataset_license)")
     if not name_or_path:
         return UNKNOWN_LICENSE
     if Path(name_or_path).exists():
-        return from_card(name_or_path) if Path(name_or_path).is_dir() else UNKNOWN_LICENSE
+        # The card that speaks for it: its own, or (a file, a data/ parquet) its folder's.
+        found = classify(name_or_path)
+        if found.license is None:
+            return UNKNOWN_LICENSE
+        return License(found.license, found.license_name, found.license_link, "its card")
     cached = _cached_hub_card(name_or_path)
     if cached is not None and cached.known:
         return cached
     if name_or_path in KNOWN_LICENSES:
         license, name = KNOWN_LICENSES[name_or_path]
-        return License(
-            license, name, source="its Hub card"
-        )
+        return License(license, name, source="its Hub card")
     return UNKNOWN_LICENSE
 
 
