@@ -129,6 +129,28 @@ def run_prompt(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_rate(args: argparse.Namespace) -> int:
+    from asclepius.apps.rate import serve  # gradio only here: the core stages never import it
+    from asclepius.errors import InputError
+
+    try:
+        serve(args.packet_dir, args.rater, args.port)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from asclepius.apps.compare import serve  # gradio only here: the core stages never import it
+    from asclepius.errors import setup_logging
+
+    setup_logging()
+    serve(args.models, prompt_style=args.prompt_style, max_new_tokens=args.max_new_tokens, device=args.device,
+          dtype=args.dtype, examples_path=args.examples, port=args.port)  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asclepius", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +184,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="model folder: its card's prompt_format (asclepius style), its chat template (chat_template)",
     )
     prompt.set_defaults(run=run_prompt)
+
+    rate = commands.add_parser("rate", help="rate a blinded packet in the browser (Gradio on 127.0.0.1)")
+    rate.add_argument(
+        "packet_dir", help="the export folder of scripts/expert_eval.py (or one packets/rater_N)"
+    )
+    rate.add_argument("--rater", type=int, default=None, help="the rater's number N (packets/rater_N)")
+    rate.add_argument("--port", type=int, default=7860)
+    rate.set_defaults(run=run_rate)
+
+    compare = commands.add_parser(
+        "compare", help="models answer one note side by side in the browser (Gradio)"
+    )
+    compare.add_argument("models", nargs="+", help="local folders or Hub ids of causal LMs")
+    compare.add_argument("--prompt_style", default="asclepius", choices=PROMPT_STYLE_CHOICES)
+    compare.add_argument("--max_new_tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    compare.add_argument(
+        "--examples", default="data/demo/synthetic_notes.jsonl", help="notes JSONL offered as examples"
+    )
+    compare.add_argument("--device", default="auto")
+    compare.add_argument("--dtype", default="auto")
+    compare.add_argument("--port", type=int, default=7860)
+    compare.set_defaults(run=run_compare)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Browser apps (the optional `.[app]` extra, Gradio): clinicians rate packets, users compare models."""
