@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     from pathlib import Path
 
     from asclepius.recipes import check_model_path, parse_recipe
-    from asclepius.stage import PushRequest, StageFolder, classify
+    from asclepius.stage import StageFolder, classify
     from asclepius.training import card
     from asclepius.training.config import MergeArguments
     from asclepius.training.merge import merge_adapter
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         raise InputError(args.adapter_dir, "not a LoRA adapter folder (no adapter_config.json)")
 
     # One run per folder; a public push of an adapter of restricted or unknown provenance is refused now.
-    push = PushRequest(args.push_to_hub, args.hub_model_id, args.hub_private_repo, repo_type="model")
+    push = args.push_request  # --push_to_hub, --hub_model_id, --hub_private_repo, --hub_token
     folder = StageFolder.open(args.output_dir, overwrite=True, push=push)
     inputs = [classify(args.adapter_dir, kind="adapter")]
     if args.base_model:

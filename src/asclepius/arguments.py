@@ -106,6 +106,12 @@ class HubModelArguments(Arguments):
     hub_private_repo: bool = field(
         default=False, metadata={"help": "Push to a private repository.", "aliases": ["--private"]}
     )
+    hub_token: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub token for the push (default: huggingface_hub's own: HF_TOKEN, the login cache)."
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -114,7 +120,13 @@ class HubModelArguments(Arguments):
 
     @property
     def push_request(self) -> PushRequest:
-        return PushRequest(self.push_to_hub, self.hub_model_id, self.hub_private_repo, repo_type="model")
+        return PushRequest(
+            self.push_to_hub,
+            self.hub_model_id,
+            self.hub_private_repo,
+            repo_type="model",
+            token=self.hub_token,
+        )
 
 
 @dataclass

@@ -70,6 +70,8 @@ STAGES: dict[str, tuple[str, ...]] = {
     "perplexity": ("asclepius.evaluation.perplexity", "PerplexityArguments"),
     "expert_eval export": ("asclepius.evaluation.expert", "ExportArguments"),
     "expert_eval import": ("asclepius.evaluation.expert", "ImportArguments"),
+    "benchmark": ("asclepius.evaluation.benchmarks", "BenchmarkArguments"),
+    "push": ("asclepius.stage.push", "PushArguments"),
 }
 # Stages that share one recipe file: each takes its keys, a key none of them knows fails.
 RECIPE_FAMILIES: dict[str, tuple[str, ...]] = {
@@ -90,6 +92,15 @@ def stage_classes(stage: str) -> tuple[type, ...]:
     module_name, *names = STAGES[stage]
     module = importlib.import_module(module_name)
     return tuple(getattr(module, name) for name in names)
+
+
+def stage_of(classes: tuple[type, ...]) -> str | None:
+    """The stage whose classes these are (None for a script not in :data:`STAGES`)."""
+    for stage, (module_name, *names) in STAGES.items():
+        module = sys.modules.get(module_name)  # the classes' module is imported already if they are its
+        if module is not None and tuple(getattr(module, name, None) for name in names) == classes:
+            return stage
+    return None
 
 
 def recipe_kind(path: Path) -> str:
@@ -196,9 +207,12 @@ def _type_name(action: argparse.Action) -> str:
     if action.choices:
         return "one of " + ", ".join(str(choice) for choice in action.choices)
     kind = getattr(action.type, "__name__", "")
-    return {"int": "an integer", "float": "a number", "string_to_bool": "true or false"}.get(
-        kind, kind or "a value"
-    )
+    return {
+        "int": "an integer",
+        "float": "a number",
+        "string_to_bool": "true or false",
+        "str": "a value",
+    }.get(kind, kind or "a value")
 
 
 def _flag_error(parser: Any, message: str, argv: list[str]) -> InputError:
@@ -314,9 +328,11 @@ def parse_recipe(stage: str | type | tuple[type, ...], argv: list[str] | None = 
     with exit 2 and one line naming the file, flag or key, not a usage screen or a traceback.
     """
     if isinstance(stage, str):
-        name, classes, family = stage, stage_classes(stage), family_of(stage)
+        name, classes = stage, stage_classes(stage)
     else:
-        name, classes, family = None, stage if isinstance(stage, tuple) else (stage,), None
+        classes = stage if isinstance(stage, tuple) else (stage,)
+        name = stage_of(classes)
+    family = family_of(name) if name else None
     config, argv = _split_config(list(sys.argv[1:] if argv is None else argv))
     parser = StageParser(classes, name)
     if config is not None:
