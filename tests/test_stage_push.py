@@ -96,3 +96,53 @@ def test_a_file_holding_a_token_is_never_pushed(stub_hub, tmp_path):
             folder, "someone/model", repo_type="model", private=True, provenance=Provenance(PUBLIC, "test")
         )
     assert stub_hub.calls == []
+
+
+def test_working_state_checkpoints_and_pickles_are_excluded_at_every_depth(tmp_path):
+    """The exact filter huggingface_hub applies: a nested stage folder's .asclepius/ is not uploaded."""
+    from asclepius.stage.files import uploaded_files
+
+    folder = finished_folder(tmp_path / "data")
+    kept = ["README.md", "data/default/train-00000-of-00001.parquet", "runs/sft/model.safetensors"]
+    excluded = [".asclepius/ledger.sqlite", "runs/sft/.asclepius/lock.json", "runs/sft/.asclepius/staging/rows.parquet",
+                "a/b/c/.asclepius/ledger.sqlite", "runs/sft/checkpoint-4/optimizer.pt", "checkpoint-1/model.safetensors",
+                "runs/sft/training_args.bin", "x/y/state.pkl", "runs/.tmp.parquet.tmp"]  # fmt: skip
+    for name in kept + excluded:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"x")
+    assert sorted(uploaded_files(folder)) == sorted(kept)
+
+
+def test_a_token_in_a_nested_stage_folder_is_found_and_one_in_its_working_state_is_not_uploaded(
+    stub_hub, tmp_path
+):
+    folder = finished_folder(tmp_path / "model")
+    (folder / "runs" / "sft" / ".asclepius").mkdir(parents=True)
+    (folder / "runs" / "sft" / ".asclepius" / "log.txt").write_text("hf_" + "b" * 30)  # never uploaded: fine
+    push_folder(folder, "someone/model", repo_type="model", provenance=Provenance(PUBLIC, "test"))
+    (folder / "runs" / "sft" / "notes.md").write_text(
+        "token hf_" + "c" * 30
+    )  # a file the card does not list:
+    stub_hub.repo_is_private = True  # unknown, so a private push, where the token is still refused
+    with pytest.raises(InputError, match="notes.md holds a token"):
+        push_folder(folder, "someone/model", repo_type="model", private=True)
+
+
+def test_a_dry_run_push_checks_everything_and_contacts_nothing(stub_hub, tmp_path, capsys):
+    folder = finished_folder(tmp_path / "data")
+    assert push_folder(folder, "someone/data", provenance=Provenance(PUBLIC, "test"), dry_run=True) is None
+    assert stub_hub.calls == [] and "would push 1 files" in capsys.readouterr().out
+    restricted = finished_folder(tmp_path / "mimic", mimic=True)
+    with pytest.raises(InputError, match="public repository"):
+        push_folder(restricted, "someone/mimic", dry_run=True)
+
+
+def test_the_folder_is_classified_again_right_before_the_upload(stub_hub, tmp_path):
+    """A public run's provenance does not vouch for MIMIC notes dropped into its folder afterwards."""
+    folder = finished_folder(tmp_path / "data")
+    (folder / "NOTEEVENTS.csv").write_text(
+        "ROW_ID,SUBJECT_ID,HADM_ID,CHARTDATE,CATEGORY,TEXT\n1,2,3,2150-01-01,Discharge summary,x\n"
+    )
+    with pytest.raises(InputError, match="public repository"):
+        push_folder(folder, "someone/data", provenance=Provenance(PUBLIC, "the run's inputs"))
+    assert stub_hub.calls == []
