@@ -36,7 +36,11 @@ def parse_args() -> DemoOptions:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", type=Path, default=Path("outputs/demo"))
     parser.add_argument(
-        "--model", default="smol", choices=PROFILES, help="smol: SmolLM2-135M; tiny: random, for CI"
+        "--model",
+        "--profile",
+        default="smol",
+        choices=PROFILES,
+        help="which demo (a profile, not a model path): smol: SmolLM2-135M; tiny: random, for CI",
     )
     parser.add_argument(
         "--base_model", type=Path, default=None, help="smol: converted folder (outputs/smol-135m)"

@@ -131,3 +131,16 @@ def test_sft_hub_token_is_the_token_of_the_push(tmp_path, env, tiny_model_path):
     assert {"call": "init", "token": hashlib.sha256(token.encode()).hexdigest()} in calls
     assert {"call": "upload_folder", "repo_id": "someone/sft"} in calls
     assert token not in process.stdout + process.stderr
+
+
+def test_one_name_per_idea_across_the_scripts():
+    from asclepius.cli import build_parser
+    from asclepius.recipes import parse_recipe
+
+    chat = build_parser().parse_args(["chat", "--model_name_or_path", "m", "--max_tokens", "12"])
+    assert (chat.model, chat.max_new_tokens) == ("m", 12)  # generate's names work in chat too
+    (corpus,) = parse_recipe("prepare_notes", ["--hub_private_repo", "true"])
+    (push,) = parse_recipe("push", ["--hub_private_repo", "true"])
+    assert corpus.private and push.private
+    with pytest.raises(ValueError, match="--push_to_hub needs --hub_dataset_id"):
+        parse_recipe("prepare_notes", ["--push_to_hub", "true"])

@@ -156,7 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     chat = commands.add_parser("chat", help="ask a model questions about a discharge summary")
-    chat.add_argument("--model", required=True, help="local folder or Hub id of a causal LM")
+    chat.add_argument(
+        "--model",
+        "--model_name_or_path",
+        required=True,
+        help="the model to ask: local folder or Hub id of a causal LM",
+    )
     chat.add_argument("--note_file", help="the discharge summary (default: paste it on stdin)")
     chat.add_argument("--question", action="append", help="answer this question and exit (repeatable)")
     chat.add_argument("--model_subfolder", default=None, help="subfolder of --model with the weights")
@@ -169,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--decoding", default="greedy", choices=DECODING_CHOICES)
     chat.add_argument("--num_beams", type=int, default=None)
     chat.add_argument("--temperature", type=float, default=None, help="sampling decodings only")
-    chat.add_argument("--max_new_tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    # --max_tokens: generate's name for the same budget (one idea, both names accepted).
+    chat.add_argument("--max_new_tokens", "--max_tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     chat.add_argument("--seed", type=int, default=0)
     chat.add_argument("--device", default="auto")
     chat.add_argument("--dtype", default="auto")
@@ -198,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("models", nargs="+", help="local folders or Hub ids of causal LMs")
     compare.add_argument("--prompt_style", default="asclepius", choices=PROMPT_STYLE_CHOICES)
-    compare.add_argument("--max_new_tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    compare.add_argument("--max_new_tokens", "--max_tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     compare.add_argument(
         "--examples", default="data/demo/synthetic_notes.jsonl", help="notes JSONL offered as examples"
     )

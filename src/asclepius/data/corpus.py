@@ -23,10 +23,11 @@ from typing import Any
 
 from datasets import Dataset, Features, Value
 
+from asclepius.arguments import HubDatasetArguments
 from asclepius.data.readers import check_int, check_text, is_noteevents, iter_records, read_columns
 from asclepius.data.stage import SOURCE_ROW
 from asclepius.errors import InputError
-from asclepius.stage import PushRequest, classify
+from asclepius.stage import classify
 from asclepius.stage.provenance import Provenance, restricted
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ TEXT_COLUMN_GUESSES = ("note", "text", "TEXT", "case_report", "patient")
 
 
 @dataclass
-class CorpusArguments:
-    """``scripts/prepare_notes.py``: a note corpus in, a notes folder out."""
+class CorpusArguments(HubDatasetArguments):
+    """``scripts/prepare_notes.py``: a note corpus in, a notes folder out (the push flags are the data stages')."""
 
     input: str | None = field(
         default=None,
@@ -104,17 +105,9 @@ class CorpusArguments:
     chunk_size: int = field(default=10_000, metadata={"help": "Rows per chunk when reading large CSV files."})
     output_dir: str | None = field(default=None, metadata={"help": "The notes folder to write (required)."})
     overwrite: bool = field(default=False, metadata={"help": "Rebuild a finished output folder."})
-    push_to_hub: bool = field(default=False, metadata={"help": "Upload the finished folder to the Hub."})
-    hub_dataset_id: str | None = field(
-        default=None, metadata={"help": "Hub dataset repository, e.g. user/name."}
-    )
-    private: bool = field(default=False, metadata={"help": "Push to a private repository."})
-
-    @property
-    def push_request(self) -> PushRequest:
-        return PushRequest(self.push_to_hub, self.hub_dataset_id, self.private)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"--limit must be >= 1, got {self.limit}")
         if self.chunk_size < 1:

@@ -104,7 +104,10 @@ class PushArguments:
     repo_id: str | None = field(default=None, metadata={"help": "Hub repository, e.g. user/name (required)."})
     private: bool = field(
         default=False,
-        metadata={"help": "Push to a private repository (required for restricted or unknown data)."},
+        metadata={
+            "help": "Push to a private repository (required for restricted or unknown data).",
+            "aliases": ["--hub_private_repo"],  # the name the training stages use
+        },
     )
     repo_type: str | None = field(
         default=None,
