@@ -99,12 +99,17 @@ def is_private_host(host: str, port: int | None = None) -> bool:
     return bool(addresses) and all(is_local_address(address) for address in addresses)
 
 
-def is_loopback_host(host: str) -> bool:
-    """``localhost`` or a loopback/unspecified address literal (no resolution): a server on this machine."""
+def is_loopback_host(host: str, port: int | None = None) -> bool:
+    """``localhost``, a loopback/unspecified address, or a name resolving to those only: this machine."""
     host = host.strip("[]").lower()
     if host == LOCALHOST:
         return True
-    address = _address(host)
+    addresses = [host] if _address(host) is not None else resolve(host, port)
+    return bool(addresses) and all(_is_loopback_address(address) for address in addresses)
+
+
+def _is_loopback_address(text: str) -> bool:
+    address = _address(text)
     return address is not None and (
         address.is_unspecified or any(address in network for network in _LOOPBACK_NETWORKS)
     )

@@ -31,7 +31,7 @@ _TOKEN_IN_TEXT = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|hf_[A-Za-z0-9]{8,}|Bearer\
 # "Incorrect API key provided: <key>".
 _SECRET_ASSIGNMENT = re.compile(
     r"(?i)(\b(?:api[-_]?key|x-api-key|access[-_]?token|auth[-_]?token|password|passwd|secret|jwt|"
-    r"authorization)[\"']?\s*[:=]\s*[\"']?|\bkey provided:\s*)([^\s\"'&,;<>]+)"
+    r"authorization)[\"']?\s*[:=]\s*[\"']?|\bkey provided:\s*)([^\s\"'&,;<>(){}\[\]]+)"
 )
 # Key values this process holds (the engine registers its API key when it reads it). A
 # process-wide set on purpose: every writer (logs, cards, errors, the ledger, a push's scan)
@@ -75,8 +75,8 @@ def redact_text(text: str) -> str:
     text = _without_known_secrets(text)
     text = _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)) or "", text)
     text = _QUERY_IN_TEXT.sub(f"?{REDACTED}", text)
-    text = _SECRET_ASSIGNMENT.sub(lambda match: match.group(1) + REDACTED, text)
-    return _TOKEN_IN_TEXT.sub(REDACTED, text)
+    text = _TOKEN_IN_TEXT.sub(REDACTED, text)  # first: "Authorization: Bearer x" goes whole
+    return _SECRET_ASSIGNMENT.sub(lambda match: match.group(1) + REDACTED, text)
 
 
 def redact(value: Any) -> Any:

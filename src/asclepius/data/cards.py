@@ -187,6 +187,9 @@ def _provenance_rows(provenance: Mapping[str, Any]) -> list[tuple[str, str]]:
     }
     rows = []
     for key, value in provenance.items():
+        if key == "endpoints" and value:  # every endpoint whose answers are rows of this folder
+            rows.append(("answered by", ", ".join(value)))
+            continue
         if value is None or isinstance(value, (dict, list)):
             continue
         shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)

@@ -19,7 +19,7 @@ from asclepius.engine.config import EngineArguments
 from asclepius.engine.pacing import retry_delay_from_headers
 from asclepius.engine.request import estimate_prompt_tokens
 from asclepius.errors import InputError
-from asclepius.network import environment_proxy, is_loopback_host, url_host
+from asclepius.network import environment_proxy, is_loopback_host, url_host, url_port
 from asclepius.redaction import REDACTED, redact_text, redact_url, register_secret
 
 # 408 timeout, 409 conflict (OpenAI uses it for transient lock contention), 429 rate limit.
@@ -81,8 +81,8 @@ def resolve_base_url(args: EngineArguments) -> str:
 
 
 def is_local(base_url: str | None) -> bool:
-    """A server on this machine (``localhost`` or a loopback address): it needs no real key."""
-    return is_loopback_host(url_host(base_url))
+    """A server on this machine (``localhost``, or a name or address on loopback): it needs no real key."""
+    return is_loopback_host(url_host(base_url), url_port(base_url))
 
 
 # What an environment variable's name looks like (OPENAI_API_KEY, AZURE_OPENAI_API_KEY). Anything

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asclepius.errors import InputError
+from asclepius.redaction import find_secrets_in_parquet
 from asclepius.stage.files import NEVER_UPLOADED, is_finished, uploaded_files
 from asclepius.stage.policy import check_push, check_visibility
 from asclepius.stage.provenance import Provenance, classify, combine
@@ -73,6 +74,12 @@ def push_folder(
     if secrets:
         raise InputError(
             folder, f"refusing to push: {secrets[0]} holds a token-shaped string", field="push_to_hub"
+        )
+    # Error columns carry what servers sent back: an echoed key or query string stops the upload.
+    echoed = find_secrets_in_parquet(folder, uploaded_files(folder))
+    if echoed:
+        raise InputError(
+            folder, f"refusing to push: {echoed[0]} holds a credential-shaped value", field="push_to_hub"
         )
     if dry_run:
         files = uploaded_files(folder)
