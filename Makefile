@@ -69,13 +69,14 @@ clean:  ## remove outputs and caches (keeps .venv)
 # --- data stages: notes, questions, answers, mimic ---
 # Each stage reads recipes/$(RECIPE)/data.yaml; the recipe names the folders that chain
 # them, INPUT / OUTPUT override one stage's (--input / --output_dir). --base_url and
-# --model are passed only when BASE_URL / MODEL are set. e.g.
+# --model (the teacher) are passed only when BASE_URL / MODEL are set, and never to mimic,
+# which calls no model (a flag a stage does not take is an error). e.g.
 #   make notes questions answers RECIPE=tiny BASE_URL=http://127.0.0.1:8000/v1
 #   make mimic INPUT=/secure/NOTEEVENTS.csv      (drops the original's 517 ROW_IDs, shipped with the package;
 #                                                  ARGS="--exclude_ids FILE" or "--exclude_ids none" to change)
 DATA_RECIPE = recipes/$(RECIPE)/data.yaml
-DATA_FLAGS = $(if $(BASE_URL),--base_url $(BASE_URL)) $(if $(MODEL),--model $(MODEL)) \
-	$(if $(INPUT),--input $(INPUT)) $(if $(OUTPUT),--output_dir $(OUTPUT)) $(ARGS)
+DATA_IO_FLAGS = $(if $(INPUT),--input $(INPUT)) $(if $(OUTPUT),--output_dir $(OUTPUT)) $(ARGS)
+DATA_FLAGS = $(if $(BASE_URL),--base_url $(BASE_URL)) $(if $(MODEL),--model $(MODEL)) $(DATA_IO_FLAGS)
 
 .PHONY: notes questions answers mimic
 
@@ -89,7 +90,7 @@ answers: $(STAMP)  ## questions -> answers, filters, train/test by patient (teac
 	$(PY) scripts/make_answers.py --config $(DATA_RECIPE) $(DATA_FLAGS)
 
 mimic: $(STAMP)  ## MIMIC-III NOTEEVENTS.csv (INPUT=...) -> private notes folder with de-id tags, original exclusions
-	$(PY) scripts/prepare_mimic.py --config $(DATA_RECIPE) $(DATA_FLAGS)
+	$(PY) scripts/prepare_mimic.py --config $(DATA_RECIPE) $(DATA_IO_FLAGS)
 # --- end of data stages ---
 
 # --- evaluation ---
