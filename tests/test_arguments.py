@@ -83,7 +83,7 @@ def test_a_wrong_type_in_the_recipe_is_one_line_exit_2(tmp_path, env):
     recipe.write_text("notes_dir: x\nlimit: abc\n")
     process = run_script("make_questions.py", "--config", str(recipe), env=env)
     assert process.returncode == 2
-    assert error_line(process) == f"error: {recipe}: limit: 'abc' is a str, expected int or NoneType"
+    assert error_line(process) == f"error: {recipe}: limit: 'abc' is a str, expected int or null"
 
 
 # A stand-in for huggingface_hub.HfApi in the script's process: records each call and the token's

@@ -215,7 +215,7 @@ def test_type_errors_in_the_recipe_are_one_line_naming_file_and_key(tmp_path):
     with pytest.raises(InputError, match=r"data.yaml: limit: 'abc' is a str, expected int"):
         parse_recipe("make_notes", ["--config", str(path)])
     path.write_text("push_to_hub: maybe\n")
-    with pytest.raises(InputError, match=r"push_to_hub: 'maybe' is a str, expected bool"):
+    with pytest.raises(InputError, match=r"push_to_hub: 'maybe' is a str, expected bool \(true/false\)"):
         parse_recipe("prepare_mimic", ["--config", str(path)])
 
 

@@ -163,6 +163,10 @@ def field_types(classes: tuple[type, ...]) -> dict[str, Any]:
     return hints
 
 
+# How a YAML value of each type is written (a str field takes any scalar YAML reads as a string).
+_YAML_TYPE_NAMES = {bool: "bool (true/false)", int: "int", float: "float", str: "str", type(None): "null"}
+
+
 def type_problems(classes: tuple[type, ...], config: dict[str, Any]) -> list[str]:
     hints = field_types(classes)
     problems = []
@@ -174,7 +178,7 @@ def type_problems(classes: tuple[type, ...], config: dict[str, Any]) -> list[str
         if isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed):
             continue
         problems.append(
-            f"{key}: {value!r} is a {type(value).__name__}, expected {' or '.join(t.__name__ for t in allowed)}"
+            f"{key}: {value!r} is a {type(value).__name__}, expected {' or '.join(_YAML_TYPE_NAMES[t] for t in allowed)}"
             + (
                 " (write floats with a dot: 2.0e-5, not 2e-5)"
                 if isinstance(value, str) and float in allowed
