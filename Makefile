@@ -211,8 +211,8 @@ merge: $(STAMP)  ## merge a LoRA adapter into its base: ADAPTER=folder [OUTPUT=f
 	@test -n "$(ADAPTER)" || { echo "usage: make merge ADAPTER=outputs/tiny-sft-lora [OUTPUT=...]"; exit 2; }
 	$(PY) scripts/merge_adapter.py --adapter_dir $(ADAPTER) --output_dir $(or $(OUTPUT),$(ADAPTER)-merged) $(ARGS)
 
-push: $(STAMP)  ## push a finished stage folder (again): FOLDER=outputs/tiny/sft REPO=user/name [ARGS="--private true"]
-	@test -n "$(FOLDER)" -a -n "$(REPO)" || { echo "usage: make push FOLDER=outputs/tiny/sft REPO=user/name"; exit 2; }
+push: $(STAMP)  ## push a finished stage folder (again): FOLDER=outputs/tiny-sft REPO=user/name [ARGS="--private true"]
+	@test -n "$(FOLDER)" -a -n "$(REPO)" || { echo "usage: make push FOLDER=outputs/tiny-sft REPO=user/name"; exit 2; }
 	$(PY) scripts/push.py --folder $(FOLDER) --repo_id $(REPO) $(ARGS)
 
 check-recipes: $(STAMP)  ## every recipe parses (no unknown keys); what each needs is installed (names the extra)

@@ -98,3 +98,105 @@ def test_readme_files_and_recipes_exist():
             assert (ROOT / path).exists(), path
     for recipe in re.findall(r"RECIPE=([\w.-]+)", text):
         assert (ROOT / "recipes" / recipe).is_dir(), recipe
+
+
+# --- paths: every outputs/ folder a command reads is one something writes --------------------
+# Flags whose value is a folder the command writes; every other outputs/ path it names is read.
+OUTPUT_FLAGS = ("--output_dir",)
+# Written by make targets beside their --output_dir (asclepius.smol writes the teacher next to the model).
+WRITTEN_BESIDE = {"outputs/smol-135m": ("outputs/smol-135m-teacher",)}
+RECIPE_OUTPUT_KEYS = ("output_dir", "notes_dir", "questions_dir", "instructions_dir", "mimic_notes_dir")
+RECIPE_INPUT_KEYS = ("model_name_or_path", "dataset_name", "input", "model", "train_dataset", "judge_model")
+
+
+def recipe_values(keys: tuple[str, ...]) -> set[tuple[Path, str]]:
+    import yaml
+
+    found = set()
+    for path in sorted((ROOT / "recipes").rglob("*.yaml")):
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        found |= {(path, str(values[key])) for key in keys if str(values.get(key, "")).startswith("outputs/")}
+    return found
+
+
+def recipe_outputs() -> set[str]:
+    return {value for _, value in recipe_values(RECIPE_OUTPUT_KEYS)}
+
+
+def is_under(path: str, folders: set[str]) -> bool:
+    path = path.rstrip("/")
+    return any(path == folder or path.startswith(folder.rstrip("/") + "/") for folder in folders)
+
+
+def expand_make_quietly(command: str) -> str:
+    """``make -n`` of a README command, leaving out the install (the stamp may be stale)."""
+    result = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed", *shlex.split(command)[1:]],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, f"`{command}` does not expand: {result.stderr}"
+    return re.sub(r"\\\n\s*", " ", result.stdout)
+
+
+def outputs_paths(command_line: str) -> tuple[list[str], list[str]]:
+    """(read, written) outputs/ paths of one expanded shell command."""
+    tokens = shlex.split(command_line, comments=True)
+    read, written = [], []
+    for index, token in enumerate(tokens):
+        writes = (index and tokens[index - 1] in OUTPUT_FLAGS) or token.startswith("OUTPUT=")  # a sub-make's
+        # Quoted lists ("a b"), NAME=PATH pairs (CORPORA, make variables); shell variables are not paths.
+        for word in token.split():
+            value = word.rsplit("=", 1)[-1]
+            if value.startswith("outputs/") and "$" not in value:
+                (written if writes else read).append(value)
+    return read, written
+
+
+def test_every_outputs_path_the_readme_reads_is_written_by_a_recipe_or_an_earlier_command():
+    written = recipe_outputs()
+    unknown = []
+    for command in readme_commands():
+        if command.startswith("make "):
+            lines = expand_make_quietly(command).splitlines()
+        elif command.startswith(("python ", "asclepius ")):
+            lines = [command]
+        else:
+            continue
+        reads, writes = [], []
+        for line in lines:
+            line_reads, line_writes = outputs_paths(line)
+            reads += line_reads
+            writes += line_writes
+        for folder in writes:
+            written |= {folder, *WRITTEN_BESIDE.get(folder, ())}
+        # A stage may read a file inside a folder an earlier command wrote (the ledger's batch files).
+        unknown += [f"{command!r} reads {path}" for path in reads if not is_under(path, written)]
+    assert unknown == [], "README paths no recipe or earlier command writes:\n" + "\n".join(unknown)
+
+
+def test_recipes_read_only_folders_that_recipes_or_make_targets_write():
+    written = recipe_outputs() | {"outputs/tiny-model", "outputs/smol-135m", "outputs/smol-135m-teacher"}
+    unread = [f"{path.relative_to(ROOT)}: {value}" for path, value in recipe_values(RECIPE_INPUT_KEYS)
+              if not is_under(value, written)]  # fmt: skip
+    assert unread == []
+
+
+def test_every_model_recipe_can_be_evaluated():
+    """A recipe that trains a model has an eval.yaml evaluating that model, and make generate finds it."""
+    import yaml
+
+    from asclepius.recipes import check_recipe
+
+    trained = sorted(path.parent.parent for path in (ROOT / "recipes").glob("*/sft/config_full.yaml"))
+    assert len(trained) >= 9
+    for recipe in trained:
+        eval_recipe = recipe / "eval.yaml"
+        assert eval_recipe.is_file(), f"{recipe.name} has no eval.yaml"
+        sft_output = yaml.safe_load((recipe / "sft/config_full.yaml").read_text())["output_dir"]
+        generate_args = check_recipe(eval_recipe, stage="generate")
+        assert generate_args[1].model == sft_output, recipe.name
+        # The judge's decontamination is optional: a recipe names no training folder that may not exist.
+        judge_args = check_recipe(eval_recipe, stage="judge")[0]
+        assert judge_args.train_dataset is None or (ROOT / judge_args.train_dataset).exists(), recipe.name
+        expanded = expand_make_quietly(f"make generate RECIPE={recipe.name}")
+        assert f"--config recipes/{recipe.name}/eval.yaml" in expanded
