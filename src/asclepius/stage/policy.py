@@ -18,8 +18,9 @@ from asclepius.stage.provenance import Provenance
 
 ALLOWED_ENDPOINTS_FLAG = "--allowed_endpoints"
 ALLOWED_ENDPOINTS_HELP = (
-    "Hosts (e.g. your-resource.openai.azure.com) that may receive restricted or unknown-provenance notes, "
-    "besides loopback and private addresses. The PhysioNet credentialed data use agreement forbids sharing "
+    "Hosts (e.g. your-resource.openai.azure.com) that may receive restricted or unknown-provenance notes "
+    "(as endpoint or as the environment's proxy), besides localhost and names resolving to loopback/private "
+    "addresses only. The PhysioNet credentialed data use agreement forbids sharing "
     "MIMIC notes with third parties, including online APIs: name a host only where zero data retention, no "
     "training on the data and no human review are verified (see shared/REFERENCE.md)."
 )
