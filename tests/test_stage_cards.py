@@ -2,7 +2,8 @@
 
 The package is built and installed with pip into a temporary target from a copy of the
 sources (so nothing is written into the checkout), then every template is rendered by a
-Python that imports ``asclepius`` from that target only.
+Python that imports ``asclepius`` from that target only. Dataset card templates live in the
+top-level ``data_cards/`` (the package links to it); the install must carry them.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ cards = {{
         provenance={{"model": "m", "source": "s", "backend": "transformers", "prompt_style": "asclepius",
                     "prompt_hash": "h"}}),
 }}
-for name in sorted(p.name for p in resources.files("asclepius.stage").joinpath("templates").iterdir()):
+from asclepius.stage.cards import template_folders
+
+for name in sorted(p.name for folder in template_folders() for p in folder.iterdir() if p.name.endswith("_card.md")):
     if name not in cards:  # templates filled from one stage's report: title, summary, report text
         context = {{"title": "t", "summary": "s", "report": "r", "judge_model": "j", "prompt_hash": "h"}}
         cards[name] = render_card(out(), kind="dataset", template=name, card_data={{"license": "cc0-1.0"}},
@@ -60,7 +63,10 @@ for name, path in cards.items():
 @pytest.mark.slow
 def test_a_non_editable_install_renders_every_card_kind(tmp_path):
     source = tmp_path / "source"
-    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    # symlinks=True: the copy links src/asclepius/data_cards to data_cards/ as the checkout does.
+    ignore = shutil.ignore_patterns("*.egg-info", "__pycache__")
+    shutil.copytree(ROOT / "src", source / "src", ignore=ignore, symlinks=True)
+    shutil.copytree(ROOT / "data_cards", source / "data_cards")
     for name in ("setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     target = tmp_path / "site"
@@ -72,10 +78,14 @@ def test_a_non_editable_install_renders_every_card_kind(tmp_path):
     assert install.returncode == 0, install.stderr[-3000:]
     shipped = sorted(p.name for p in (ROOT / "src" / "asclepius" / "stage" / "templates").glob("*.md"))
     installed = sorted(p.name for p in (target / "asclepius" / "stage" / "templates").glob("*.md"))
-    assert installed == shipped and set(TEMPLATES) <= set(installed)
+    data_cards = sorted(p.name for p in (ROOT / "data_cards").glob("*_card.md"))
+    installed_data_cards = sorted(p.name for p in (target / "asclepius" / "data_cards").glob("*.md"))
+    assert installed == shipped and installed_data_cards == data_cards and len(data_cards) >= 4
+    assert not (target / "asclepius" / "data_cards").is_symlink(), "the install carries the files, not a link"
+    assert set(TEMPLATES) <= set(installed) | set(installed_data_cards)
     # -I: isolated (no cwd, no PYTHONPATH, no user site); the target goes first, dependencies from the venv.
     code = f"import sys; sys.path.insert(0, {str(target)!r});" + RENDER_EVERY_KIND.format(target=target)
     render = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True,
                             timeout=300)  # fmt: skip
     assert render.returncode == 0, render.stderr[-3000:]
-    assert render.stdout.count("rendered") == len(shipped)
+    assert render.stdout.count("rendered") == len(shipped) + len(data_cards)

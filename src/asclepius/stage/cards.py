@@ -1,8 +1,10 @@
 """The one card renderer: dataset and model cards from templates shipped inside the package.
 
-Templates are package data (``asclepius/stage/templates/*.md``) read with
-``importlib.resources``, so a plain ``pip install .`` renders every card, not only a
-checkout. The card is written atomically and LAST: its presence marks a folder finished.
+Templates are package data read with ``importlib.resources``, so a plain ``pip install .``
+renders every card, not only a checkout: dataset cards (data stages, answers, judgements,
+evaluations) from the top-level ``data_cards/`` folder, shipped as ``asclepius/data_cards``;
+model cards from ``asclepius/stage/templates``. The card is written atomically and LAST:
+its presence marks a folder finished.
 """
 
 from __future__ import annotations
@@ -42,9 +44,20 @@ PMC_PATIENTS_CITATION = """@article{zhao2023pmcpatients,
 }"""
 
 
+def template_folders() -> tuple[Any, ...]:
+    """Where the package's card templates are: dataset cards first, then model cards."""
+    return (
+        resources.files("asclepius").joinpath("data_cards"),
+        resources.files("asclepius.stage") / "templates",
+    )
+
+
 def template_text(name: str) -> str:
     """A card template shipped with the package."""
-    return resources.files("asclepius.stage").joinpath("templates", name).read_text(encoding="utf-8")
+    for folder in template_folders():
+        if folder.joinpath(name).is_file():
+            return folder.joinpath(name).read_text(encoding="utf-8")
+    raise FileNotFoundError(f"no card template {name!r} in the asclepius package")
 
 
 def render_card(
