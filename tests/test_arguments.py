@@ -46,6 +46,8 @@ def test_each_stage_lists_only_its_own_flags():
     assert {"--deid_style", "--exclude_ids"} <= flags["prepare_mimic"]
     assert not {"--deid_style", "--dedup_threshold", "--test_ratio"} & flags["make_notes"]
     assert "--dedup_threshold" in flags["make_questions"] and "--dedup_threshold" not in flags["make_answers"]
+    assert "--prompt_format" in flags["sft"] and not {"--prompt_format", "--answer_column"} & flags["pretrain"]
+    assert "--dataset_streaming" not in flags["sft"] | flags["pretrain"]  # notes are deduplicated over the set
     # The data scripts shared one ~255-line help of every stage's flags; now each is its own size.
     assert len(flags["prepare_mimic"]) < 30 < len(flags["make_notes"])
     assert len(flags["generate"] ^ flags["judge"]) > 40

@@ -63,7 +63,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "make_answers": (_DATA, "AnswersArguments", "TeacherEngineArguments"),
     "generate": (_EVALUATION, "GenerateArguments", "GenerateEngineArguments"),
     "judge": (_EVALUATION, "JudgeArguments", "JudgeEngineArguments"),
-    "pretrain": (_TRAINING, "TrainScriptArguments", "PretrainConfig", "ModelConfig"),
+    "pretrain": (_TRAINING, "PretrainScriptArguments", "PretrainConfig", "ModelConfig"),
     "sft": (_TRAINING, "TrainScriptArguments", "SFTStageConfig", "ModelConfig"),
     "merge_adapter": (_TRAINING, "MergeArguments"),
     "prepare_notes": ("asclepius.data.corpus", "CorpusArguments"),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from trl import ModelConfig, ScriptArguments, SFTConfig  # noqa: F401 - ModelConfig: the stages' third class
 
-from asclepius.arguments import HubModelArguments, flag_of
+from asclepius.arguments import HubModelArguments, flag_of, not_a_flag
 from asclepius.prompts import DEFAULT_PROMPT_FORMAT, PROMPT_FORMATS
 
 STAGES = ("pretrain", "sft")
@@ -22,7 +22,12 @@ STAGES = ("pretrain", "sft")
 
 @dataclass
 class TrainScriptArguments(ScriptArguments):
-    """Data and bookkeeping options shared by ``scripts/pretrain.py`` and ``scripts/sft.py``."""
+    """Data and bookkeeping options of ``scripts/sft.py`` (and, less the prompt's, of ``scripts/pretrain.py``)."""
+
+    # Not flags here: notes are deduplicated over the whole dataset (no streaming), and no
+    # DDP-specific buffer handling is done by these scripts.
+    dataset_streaming: bool = not_a_flag(ScriptArguments, "dataset_streaming")
+    ignore_bias_buffers: bool = not_a_flag(ScriptArguments, "ignore_bias_buffers")
 
     dataset_license: str | None = field(
         default=None,
@@ -88,10 +93,15 @@ class TrainScriptArguments(ScriptArguments):
             raise ValueError(
                 f"--prompt_format must be one of {', '.join(PROMPT_FORMATS)}; got {self.prompt_format!r}"
             )
-        if self.dataset_streaming:
-            raise ValueError(
-                "--dataset_streaming is not supported: notes are deduplicated over the whole dataset"
-            )
+
+
+@dataclass
+class PretrainScriptArguments(TrainScriptArguments):
+    """``scripts/pretrain.py`` reads notes only: no question or answer column, no prompt format."""
+
+    question_column: str = not_a_flag(TrainScriptArguments, "question_column")
+    answer_column: str = not_a_flag(TrainScriptArguments, "answer_column")
+    prompt_format: str = not_a_flag(TrainScriptArguments, "prompt_format")
 
 
 @dataclass
