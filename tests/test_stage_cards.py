@@ -67,7 +67,7 @@ def test_a_non_editable_install_renders_every_card_kind(tmp_path):
     ignore = shutil.ignore_patterns("*.egg-info", "__pycache__")
     shutil.copytree(ROOT / "src", source / "src", ignore=ignore, symlinks=True)
     shutil.copytree(ROOT / "data_cards", source / "data_cards")
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE", "NOTICE"):
         shutil.copy(ROOT / name, source / name)
     target = tmp_path / "site"
     install = subprocess.run(
@@ -82,6 +82,10 @@ def test_a_non_editable_install_renders_every_card_kind(tmp_path):
     installed_data_cards = sorted(p.name for p in (target / "asclepius" / "data_cards").glob("*.md"))
     assert installed == shipped and installed_data_cards == data_cards and len(data_cards) >= 4
     assert not (target / "asclepius" / "data_cards").is_symlink(), "the install carries the files, not a link"
+    licence_files = {path.name for path in target.glob("asclepius-*.dist-info/**/*") if path.is_file()}
+    assert {"LICENSE", "NOTICE"} <= licence_files, (
+        "the licence and the third-party notices ship with the package"
+    )
     assert set(TEMPLATES) <= set(installed) | set(installed_data_cards)
     # -I: isolated (no cwd, no PYTHONPATH, no user site); the target goes first, dependencies from the venv.
     code = f"import sys; sys.path.insert(0, {str(target)!r});" + RENDER_EVERY_KIND.format(target=target)
