@@ -207,3 +207,14 @@ def test_an_unreadable_stamp_is_unknown(tmp_path):
     assert from_stamp(
         json.loads('{"status": "restricted", "restricted_sources": ["a"]}'), "x", "t"
     ).mimic_derived
+
+
+def test_the_demo_data_card_vouches_for_every_demo_file_as_it_is():
+    """A demo file changed without updating data/demo/README.md's sha256 list would be unknown."""
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[1] / "data" / "demo"
+    for path in sorted(demo.iterdir()):
+        if path.name != "README.md":
+            found = classify(path)
+            assert found.status == PUBLIC and found.license == "cc0-1.0", found
