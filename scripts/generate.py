@@ -22,7 +22,8 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from asclepius.engine.client import read_api_key, resolve_base_url
+from asclepius.data.stage import engine_preflight
+from asclepius.engine.client import resolve_base_url
 from asclepius.errors import InputError, run_stage
 from asclepius.evaluation.folders import (
     load_evaluation_set,
@@ -54,7 +55,10 @@ def main() -> None:
         if not getattr(args, flag):
             raise InputError(f"--{flag}", "is required (on the command line or in the recipe)")
     api = args.backend != "transformers"
-    folder = StageFolder.open(args.output_dir, dry_run=api and engine_args.dry_run)
+    # A finished answers folder (its card exists) is left as it is unless --overwrite.
+    folder = StageFolder.open(args.output_dir, overwrite=args.overwrite, dry_run=engine_args.dry_run)
+    if folder.skip_if_finished():
+        return
 
     # 1. The rows to answer (the held-out split of a plain file with --test_ratio), and every
     #    refusal before any work: restricted notes only to allowed endpoints, the key, the model path.
@@ -65,7 +69,7 @@ def main() -> None:
         [classify(args.input)],
         endpoints=[resolve_base_url(engine_args)] if api else [],
         allowed_endpoints=args.allowed_endpoints or (),
-        preflight=[lambda: read_api_key(engine_args)] if api and not engine_args.dry_run else [],
+        preflight=engine_preflight(engine_args) if api else [],
     )
     # The answers inherit the model's provenance too (a MIMIC-trained model's answers are restricted);
     # the endpoint was checked for the notes alone.
@@ -117,7 +121,13 @@ def main() -> None:
 
 
 def answer_locally(args, engine_args, decoding, dataset, folder):
-    """Batched local generation; finished batches of an earlier run are reused."""
+    """Batched local generation; finished batches of an earlier run are reused; None for a dry run."""
+    if engine_args.dry_run:  # nothing loaded, nothing generated, nothing written
+        print(
+            f"dry run: {len(dataset)} rows would be answered by {engine_args.model} (transformers, "
+            f"{args.prompt_style} prompts, {decoding.max_new_tokens} new tokens at most); nothing loaded or written"
+        )
+        return None
     generator = LocalGenerator(
         engine_args.model,
         prompt_style=args.prompt_style,

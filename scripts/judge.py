@@ -16,12 +16,14 @@ reply is in the engine's ledger.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 
 from asclepius.data.loading import load_split
+from asclepius.data.stage import engine_preflight
 from asclepius.engine import Engine
-from asclepius.engine.client import read_api_key, resolve_base_url
+from asclepius.engine.client import resolve_base_url
 from asclepius.errors import InputError, reading, run_stage
 from asclepius.evaluation.decontamination import check_contamination
 from asclepius.evaluation.folders import load_answers_folder
@@ -62,7 +64,10 @@ def main() -> None:
             "--inputs/--output_dir", "both are required (answers folders in, a report folder out)"
         )
     judge_args = args.judge_engine_arguments(engine_args)
-    folder = StageFolder.open(args.output_dir, dry_run=judge_args.dry_run)
+    # A finished report folder (its card exists) is left as it is unless --overwrite.
+    folder = StageFolder.open(args.output_dir, overwrite=args.overwrite, dry_run=judge_args.dry_run)
+    if folder.skip_if_finished():
+        return
 
     # 1. The candidates: items every answers folder holds, each model's answer to each; restricted
     #    notes go to allowed judges only, and the key is read, before any call is paid for.
@@ -74,7 +79,7 @@ def main() -> None:
         [answers.origin for answers in folders],
         endpoints=[resolve_base_url(judge_args)],
         allowed_endpoints=args.allowed_endpoints or (),
-        preflight=[] if judge_args.dry_run else [lambda: read_api_key(judge_args)],
+        preflight=[judge_flags(step) for step in engine_preflight(judge_args)],
     )
     logger.info(
         "%d items, candidates: %s (%d items not in every folder)", len(items), ", ".join(names), dropped
@@ -130,6 +135,22 @@ def reject_generate_flags(argv: list[str]) -> None:
             raise InputError(
                 flag, f"the judge does not use it (it is generate's); pass {JUDGE_FLAGS[flag]} for the judge"
             )
+
+
+def judge_flags(check):
+    """``check``, its errors naming the judge's flags (--judge_base_url) rather than generate's."""
+
+    def checked() -> None:
+        try:
+            check()
+        except InputError as error:
+            message = str(error)
+            for flag, judge_flag in JUDGE_FLAGS.items():
+                message = re.sub(rf"{re.escape(flag)}\b", judge_flag, message)
+            where, _, what = message.partition(": ")
+            raise InputError(where, what) from None
+
+    return checked
 
 
 def decontaminate(args, items):

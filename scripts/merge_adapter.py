@@ -35,14 +35,20 @@ def main(argv: list[str] | None = None) -> None:
     if Path(args.adapter_dir).exists() and not (Path(args.adapter_dir) / "adapter_config.json").exists():
         raise InputError(args.adapter_dir, "not a LoRA adapter folder (no adapter_config.json)")
 
-    # One run per folder; a public push of an adapter of restricted or unknown provenance is refused now.
+    # One run per folder; a finished one (its card exists) is left as it is unless --overwrite, and
+    # pushed when asked; every refusal (a public push of restricted or unknown provenance, a base that
+    # does not exist) comes before anything in the folder is deleted.
     push = args.push_request  # --push_to_hub, --hub_model_id, --hub_private_repo, --hub_token
-    folder = StageFolder.open(args.output_dir, overwrite=True, push=push)
+    folder = StageFolder.open(args.output_dir, overwrite=args.overwrite, push=push)
     inputs = [classify(args.adapter_dir, kind="adapter")]
-    if args.base_model:
-        check_model_path(args.base_model, flag="--base_model")
-        inputs.append(classify(args.base_model, kind="model"))
+    base_model = args.base_model or adapter_base(args.adapter_dir)
+    if base_model:
+        check_model_path(base_model, flag="--base_model" if args.base_model else "the adapter's base model")
+        inputs.append(classify(base_model, kind="model"))
     folder.check(inputs)
+    if folder.skip_if_finished():
+        folder.push_if_asked()
+        return
     folder.begin()
     output_dir, merged_base = merge_adapter(
         args.adapter_dir, args.output_dir, base_model=args.base_model, dtype=args.dtype,
@@ -59,6 +65,20 @@ def main(argv: list[str] | None = None) -> None:
     folder.finish(lambda: card.render_card(output_dir, facts))
     logger.info("merged model -> %s", output_dir)
     folder.push_if_asked()
+
+
+def adapter_base(adapter_dir: str) -> str | None:
+    """The base model a local adapter names in its adapter_config.json (None for a Hub adapter)."""
+    import json
+    from pathlib import Path
+
+    config = Path(adapter_dir) / "adapter_config.json"
+    if not config.is_file():
+        return None
+    try:
+        return json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (ValueError, AttributeError) as error:
+        raise InputError(config, f"not valid JSON ({error})") from None
 
 
 if __name__ == "__main__":
