@@ -86,3 +86,15 @@ def test_the_key_is_scrubbed_whatever_its_length():
     assert "abc123" not in repr(short) and "abc123" not in str(short)
     placeholder = Secret("EMPTY", placeholder=True)  # nothing to hide: messages stay readable
     assert placeholder.scrub("EMPTY response") == "EMPTY response"
+
+
+def test_the_summary_names_the_endpoint_of_every_answer_served(make_engine, tmp_path, no_proxies):  # noqa: F811
+    ledger = tmp_path / "ledger.sqlite"
+    with OpenAIServer() as server:
+        engine = make_engine(server.base_url, ledger=ledger)
+        run_requests(engine, [ask()], lambda result: None)
+        assert engine.summary.endpoints == [server.base_url]
+        again = make_engine(server.base_url + "/", ledger=ledger)  # the same endpoint, spelled with a slash
+        served = []
+        run_requests(again, [ask()], served.append)
+        assert served[0].from_ledger and again.summary.card_facts()["endpoints"] == [server.base_url]

@@ -265,7 +265,7 @@ def plan_judgements(
 @dataclass
 class JudgeRun:
     judgements: list[Judgement]
-    rounds: list[dict[str, int]]  # per round: sent, parsed, unreadable, failed
+    rounds: list[dict]  # per round: sent, parsed, unreadable, failed, the endpoints that answered
 
 
 def run_judge(engine, judgements: Sequence[Judgement], *, max_parse_attempts: int) -> JudgeRun:
@@ -309,6 +309,7 @@ def run_judge(engine, judgements: Sequence[Judgement], *, max_parse_attempts: in
                     retry.append(judgement)
 
         summary = run_requests(engine, requests(), on_result, total=len(pending))
+        counts["endpoints"] = list(summary.endpoints)  # who answered this round (results.json, the card)
         if engine.args.dry_run:
             counts["dry_run_summary"] = summary.format()
             rounds.append(counts)
