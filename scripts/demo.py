@@ -20,11 +20,11 @@ skips finished stages; the teacher is stopped on exit, also on failure or Ctrl-C
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from pathlib import Path
 
+from asclepius.arguments import OneLineArgumentParser
 from asclepius.demo import PROFILES, DemoOptions, plan, run_step, summarize
 from asclepius.errors import run_stage
 from asclepius.serving import serve_model
@@ -33,7 +33,7 @@ logger = logging.getLogger("demo")
 
 
 def parse_args() -> DemoOptions:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineArgumentParser(description=__doc__.splitlines()[0])  # a mistake: one line, exit 2
     parser.add_argument("--output_dir", type=Path, default=Path("outputs/demo"))
     parser.add_argument(
         "--model",

@@ -46,8 +46,12 @@ def test_each_stage_lists_only_its_own_flags():
     assert {"--deid_style", "--exclude_ids"} <= flags["prepare_mimic"]
     assert not {"--deid_style", "--dedup_threshold", "--test_ratio"} & flags["make_notes"]
     assert "--dedup_threshold" in flags["make_questions"] and "--dedup_threshold" not in flags["make_answers"]
-    assert "--prompt_format" in flags["sft"] and not {"--prompt_format", "--answer_column"} & flags["pretrain"]
-    assert "--dataset_streaming" not in flags["sft"] | flags["pretrain"]  # notes are deduplicated over the set
+    assert (
+        "--prompt_format" in flags["sft"] and not {"--prompt_format", "--answer_column"} & flags["pretrain"]
+    )
+    assert (
+        "--dataset_streaming" not in flags["sft"] | flags["pretrain"]
+    )  # notes are deduplicated over the set
     # The data scripts shared one ~255-line help of every stage's flags; now each is its own size.
     assert len(flags["prepare_mimic"]) < 30 < len(flags["make_notes"])
     assert len(flags["generate"] ^ flags["judge"]) > 40
@@ -146,3 +150,12 @@ def test_one_name_per_idea_across_the_scripts():
     assert corpus.private and push.private
     with pytest.raises(ValueError, match="--push_to_hub needs --hub_dataset_id"):
         parse_recipe("prepare_notes", ["--push_to_hub", "true"])
+
+
+def test_the_command_line_tools_fail_in_one_line_too():
+    process = subprocess.run(
+        [sys.executable, "-m", "asclepius.cli", "chat", "--model", "m", "--max_tokens", "many"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert process.returncode == 2
+    assert error_line(process) == "error: --max_tokens: expected an integer, got 'many'"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -148,3 +149,12 @@ def test_pretrain_and_generate_by_hub_id_from_a_filled_cache_without_a_network(
 
     rows = pd.concat(pd.read_parquet(path) for path in sorted((answers / "data").rglob("*.parquet")))
     assert len(rows) == 2
+
+
+def test_the_readme_says_which_targets_are_offline():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Online and offline", 1)[1].split("\n#", 1)[0]
+    named = re.findall(r"`make ([\w-]+)`", section.split(";", 1)[0])
+    offline = re.search(r"^OFFLINE_TARGETS := (.*)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
+    assert named == ["demo", "test", "bench"] and set(named) <= set(offline)
+    assert "HF_HUB_OFFLINE=1" in section and "cache" in section

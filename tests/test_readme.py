@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from functools import cache
@@ -200,3 +201,23 @@ def test_every_model_recipe_can_be_evaluated():
         assert judge_args.train_dataset is None or (ROOT / judge_args.train_dataset).exists(), recipe.name
         expanded = expand_make_quietly(f"make generate RECIPE={recipe.name}")
         assert f"--config recipes/{recipe.name}/eval.yaml" in expanded
+
+
+def test_the_allowed_endpoints_help_points_inside_the_repository():
+    from asclepius.stage.policy import ALLOWED_ENDPOINTS_HELP
+
+    assert "shared/" not in ALLOWED_ENDPOINTS_HELP
+    section = re.search(r"README\.md, '([^']+)'", ALLOWED_ENDPOINTS_HELP)
+    assert section and f"## {section.group(1)}\n" in README.read_text(encoding="utf-8")
+
+
+def test_make_clean_keeps_outputs_and_clean_outputs_removes_them(tmp_path):
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    for folder in ("outputs/tiny-sft", ".pytest_cache", "src/__pycache__"):
+        (tmp_path / folder).mkdir(parents=True)
+    make = ["make", "-f", str(tmp_path / "Makefile")]
+    subprocess.run([*make, "clean"], cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    assert (tmp_path / "outputs/tiny-sft").is_dir(), "make clean deleted the trained models"
+    assert not (tmp_path / ".pytest_cache").exists() and not (tmp_path / "src/__pycache__").exists()
+    subprocess.run([*make, "clean-outputs"], cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    assert not (tmp_path / "outputs").exists()

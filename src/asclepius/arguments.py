@@ -16,11 +16,16 @@ stage that takes a group but not all of it (the judge's engine has no ``--model`
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import re
+import sys
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from asclepius.errors import InputError
 from asclepius.stage.folder import PushRequest
 from asclepius.stage.policy import ALLOWED_ENDPOINTS_HELP
 
@@ -58,6 +63,43 @@ def flag_names(cls: type) -> dict[str, str]:
             spellings.append(f"--no_{each.name}")
         names.update(dict.fromkeys(spellings, each.name))
     return names
+
+
+def _type_name(action: argparse.Action) -> str:
+    if action.choices:
+        return "one of " + ", ".join(str(choice) for choice in action.choices)
+    kind = getattr(action.type, "__name__", "")
+    return {
+        "int": "an integer",
+        "float": "a number",
+        "string_to_bool": "true or false",
+        "str": "a value",
+    }.get(kind, kind or "a value")
+
+
+def flag_error(parser: Any, message: str, argv: list[str]) -> InputError:
+    """One line naming the flag (as typed) and what it takes, from argparse's message."""
+    match = re.match(r"argument (?P<flags>[^:]+): (?P<detail>.*)", message, re.S)
+    if match is None:
+        return InputError("command line", " ".join(message.split()))
+    spellings = match["flags"].split("/")
+    typed = {arg.split("=", 1)[0] for arg in argv}
+    flag = next((spelling for spelling in spellings if spelling in typed), spellings[0])
+    detail = " ".join(match["detail"].split())
+    action = next((a for a in parser._actions if flag in a.option_strings), None)
+    if "expected one argument" in detail or "expected at least one argument" in detail:
+        return InputError(flag, f"needs a value ({_type_name(action)})" if action else "needs a value")
+    value = re.search(r"(?:value: |choice: |got )'?(.*?)'?(?: but|\s\(|$)", detail)
+    if action is None or value is None:
+        return InputError(flag, detail)
+    return InputError(flag, f"expected {_type_name(action)}, got {value.group(1)!r}")
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """``argparse`` whose mistakes are one line on stderr and exit 2, like the stage scripts' (no usage screen)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {flag_error(self, message, sys.argv[1:])}\n")
 
 
 @dataclass

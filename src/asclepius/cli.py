@@ -21,6 +21,7 @@ import sys
 from collections.abc import Iterator
 from typing import TextIO
 
+from asclepius.arguments import OneLineArgumentParser
 from asclepius.evaluation.config import DECODING_CHOICES, DEFAULT_MAX_NEW_TOKENS, PROMPT_STYLE_CHOICES
 
 QUIT_COMMANDS = {"/quit", "/exit", "/q"}
@@ -152,7 +153,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asclepius", description=__doc__.splitlines()[0])
+    # One-line errors (exit 2), as the stage scripts give; the subcommands' parsers are of the same class.
+    parser = OneLineArgumentParser(prog="asclepius", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     chat = commands.add_parser("chat", help="ask a model questions about a discharge summary")

@@ -36,7 +36,6 @@ import argparse
 import difflib
 import importlib
 import os
-import re
 import sys
 import types
 import typing
@@ -47,7 +46,7 @@ from typing import Any
 import yaml
 from trl import TrlParser
 
-from asclepius.arguments import flag_names
+from asclepius.arguments import flag_error, flag_names
 from asclepius.errors import InputError
 
 _DATA, _EVALUATION, _TRAINING = (
@@ -207,36 +206,6 @@ class StageParser(TrlParser):
         raise _FlagError(message)
 
 
-def _type_name(action: argparse.Action) -> str:
-    if action.choices:
-        return "one of " + ", ".join(str(choice) for choice in action.choices)
-    kind = getattr(action.type, "__name__", "")
-    return {
-        "int": "an integer",
-        "float": "a number",
-        "string_to_bool": "true or false",
-        "str": "a value",
-    }.get(kind, kind or "a value")
-
-
-def _flag_error(parser: Any, message: str, argv: list[str]) -> InputError:
-    """One line naming the flag (as typed) and what it takes, from argparse's message."""
-    match = re.match(r"argument (?P<flags>[^:]+): (?P<detail>.*)", message, re.S)
-    if match is None:
-        return InputError("command line", " ".join(message.split()))
-    spellings = match["flags"].split("/")
-    typed = {arg.split("=", 1)[0] for arg in argv}
-    flag = next((spelling for spelling in spellings if spelling in typed), spellings[0])
-    detail = " ".join(match["detail"].split())
-    action = next((a for a in parser._actions if flag in a.option_strings), None)
-    if "expected one argument" in detail or "expected at least one argument" in detail:
-        return InputError(flag, f"needs a value ({_type_name(action)})" if action else "needs a value")
-    value = re.search(r"(?:value: |choice: |got )'?(.*?)'?(?: but|\s\(|$)", detail)
-    if action is None or value is None:
-        return InputError(flag, detail)
-    return InputError(flag, f"expected {_type_name(action)}, got {value.group(1)!r}")
-
-
 def _foreign_flag(flag: str, stage: str | None, classes: tuple[type, ...]) -> InputError:
     """A flag this stage does not take: name the stages that do, or the closest of its own.
 
@@ -353,7 +322,7 @@ def parse_recipe(stage: str | type | tuple[type, ...], argv: list[str] | None = 
             raise _foreign_flag(remaining[0], name, classes)
         return tuple(parser.parse_args_into_dataclasses(args=argv))
     except _FlagError as error:
-        raise _flag_error(parser, str(error), argv) from None
+        raise flag_error(parser, str(error), argv) from None
     except InputError:
         raise
     except ValueError as error:  # a dataclass's own check

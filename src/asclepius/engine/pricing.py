@@ -4,7 +4,9 @@ The table holds list prices of common OpenAI models, in USD per million tokens, 
 published on openai.com/api/pricing when this file was written; prices change, so
 ``--input_price_per_million`` / ``--output_price_per_million`` always win. The Batch
 API bills the same tokens at half price. A model not in the table has no price: the
-cost is then reported as unknown, and ``--max_budget_usd`` asks for explicit prices.
+cost is then reported as unknown, and ``--max_budget_usd`` asks for explicit prices. One
+price given alone is completed from the table; without a table entry the other is unknown,
+never 0 (a budget cap counting free output tokens would not cap anything).
 """
 
 from __future__ import annotations
@@ -37,12 +39,22 @@ class Price:
         return usd * BATCH_DISCOUNT if batch else usd
 
 
-def price_for(model: str, input_per_million: float | None, output_per_million: float | None) -> Price | None:
-    """Given prices (a missing one counts as 0), else the table's for ``model``, else None."""
-    if input_per_million is not None or output_per_million is not None:
-        return Price(input_per_million or 0.0, output_per_million or 0.0)
+def table_price(model: str) -> Price | None:
+    """The table's list price for ``model`` (a dated snapshot or a prefixed id too), or None."""
     name = model.rsplit("/", 1)[-1].lower()  # Azure deployments and "openai/gpt-4o" style ids
     for candidate in (name, _SNAPSHOT_SUFFIX.sub("", name)):
         if candidate in PRICES_PER_MILLION:
             return Price(*PRICES_PER_MILLION[candidate])
     return None
+
+
+def price_for(model: str, input_per_million: float | None, output_per_million: float | None) -> Price | None:
+    """Given prices, a missing one from the table for ``model``; None when either stays unknown."""
+    listed = table_price(model)
+    if input_per_million is None and listed is not None:
+        input_per_million = listed.input_per_million
+    if output_per_million is None and listed is not None:
+        output_per_million = listed.output_per_million
+    if input_per_million is None or output_per_million is None:
+        return None
+    return Price(input_per_million, output_per_million)

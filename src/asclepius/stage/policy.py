@@ -22,7 +22,7 @@ ALLOWED_ENDPOINTS_HELP = (
     "(as endpoint or as the environment's proxy), besides localhost and names resolving to loopback/private "
     "addresses only. The PhysioNet credentialed data use agreement forbids sharing "
     "MIMIC notes with third parties, including online APIs: name a host only where zero data retention, no "
-    "training on the data and no human review are verified (see shared/REFERENCE.md)."
+    "training on the data and no human review are verified (README.md, 'Licences and data use')."
 )
 
 
