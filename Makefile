@@ -218,6 +218,15 @@ push: $(STAMP)  ## push a finished stage folder (again): FOLDER=outputs/tiny-sft
 check-recipes: $(STAMP)  ## every recipe parses (no unknown keys); what each needs is installed (names the extra)
 	$(PY) -m asclepius.recipes
 	$(PY) -m asclepius.recipe_needs
+
+# smoke: every stage of RECIPE (pretrain, sft full/LoRA/QLoRA, generate, judge) at toy scale on a CPU, with a
+# random model of the recipe's architecture and the project's test server as judge; overrides are printed.
+.PHONY: smoke smoke-all
+smoke: $(STAMP)  ## run every stage of RECIPE at toy scale (2 steps / 2 rows, CPU, no download)
+	HF_HUB_OFFLINE=1 $(PY) -m asclepius.smoke --recipe $(RECIPE) $(ARGS)
+
+smoke-all: $(STAMP)  ## the smoke check over every recipe under recipes/
+	HF_HUB_OFFLINE=1 $(PY) -m asclepius.smoke --all $(ARGS)
 # --- end training ---
 
 # --- demo ---
