@@ -23,7 +23,7 @@ NUM_PROCESSES ?= 1
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install tiny-model smol-model test style quality check-recipes clean
+.PHONY: help install tiny-model smol-model test style quality check-recipes clean clean-outputs
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -63,8 +63,12 @@ quality: $(STAMP)  ## lint with ruff (no changes)
 	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
 
-clean:  ## remove outputs and caches (keeps .venv)
-	rm -rf outputs .pytest_cache .ruff_cache
+clean:  ## remove caches (keeps outputs/, where trained models and paid-for data live, and .venv)
+	rm -rf .pytest_cache .ruff_cache build
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+clean-outputs:  ## remove outputs/: every dataset, model, request ledger and report built here
+	rm -rf outputs
 
 # --- data stages: notes, questions, answers, mimic ---
 # Each stage reads recipes/$(RECIPE)/data.yaml; the recipe names the folders that chain
