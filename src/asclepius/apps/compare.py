@@ -100,21 +100,28 @@ def build_app(names: Sequence[str], generators: Sequence, examples: list[list[st
     return app
 
 
-def serve(
+# No API page, no server-side rendering (it needs Node), no tracebacks in the browser.
+LAUNCH_OPTIONS = {"footer_links": [], "ssr_mode": False, "show_error": False}
+
+
+def create_app(
     models: Sequence[str],
     *,
-    prompt_style: str,
-    max_new_tokens: int,
-    device: str,
-    dtype: str,
-    examples_path: str | None,
-    host: str = "127.0.0.1",
-    port: int | None = 7860,
-) -> None:
+    prompt_style: str = "asclepius",
+    max_new_tokens: int = 256,
+    device: str = "auto",
+    dtype: str = "auto",
+    examples_path: str | Path | None = None,
+):
+    """The app over ``models`` (local folders or Hub ids), each loaded once."""
     generators = load_generators(models, prompt_style=prompt_style, max_new_tokens=max_new_tokens, device=device,
                                  dtype=dtype)  # fmt: skip
     names = [Path(m).name if Path(m).exists() else m for m in models]  # a local path's folder name only
     if len(set(names)) < len(names):  # the same model twice (or two "sft" folders): number them
         names = [f"{name} ({number})" for number, name in enumerate(names, start=1)]
-    app = build_app(names, generators, load_examples(examples_path))
-    app.launch(server_name=host, server_port=port, footer_links=[], ssr_mode=False, show_error=False)
+    return build_app(names, generators, load_examples(examples_path))
+
+
+def serve(models: Sequence[str], *, port: int = 7860, **options) -> None:
+    """Serve on 127.0.0.1:PORT until interrupted (a Space calls ``create_app(...).launch()`` itself)."""
+    create_app(models, **options).launch(server_name="127.0.0.1", server_port=port, **LAUNCH_OPTIONS)

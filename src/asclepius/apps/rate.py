@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from asclepius.apps.compare import LAUNCH_OPTIONS
 from asclepius.errors import InputError
 from asclepius.evaluation.expert import PACKET_DATA_NAME, RATING_FIELDS
 from asclepius.evaluation.judging import SCORE_NAMES
@@ -125,6 +126,7 @@ def build_app(sheet: RatingSheet):
         item, scores = sheet.items[index], sheet.scores(index)
         header = f"### Item {index + 1} of {total}  \n{sheet.rated_count()} of {total} rated"
         updates = [index, header, item["note"], f"**Instruction:** {item['instruction']}", message]
+        updates.append(gr.update(open=sheet.rated_count() == 0))  # the rubric stays open until a first save
         labels = list(item["answers"])
         for slot in range(slots):
             if slot < len(labels):
@@ -149,13 +151,8 @@ def build_app(sheet: RatingSheet):
             if step < 0:  # going back from a half-scored item keeps nothing of it
                 return show(max(index - 1, 0))
             missing = ", ".join(label for label, score in zip(labels, scores) if score is None)
-            unchanged = [gr.update()] * (3 + 4 * slots)
-            return [
-                index,
-                *unchanged[:3],
-                f"Score every answer before saving (missing: {missing}).",
-                *unchanged[3:],
-            ]
+            message = f"Score every answer before saving (missing: {missing})."
+            return [index, *[gr.update()] * 3, message, *[gr.update()] * (1 + 4 * slots)]
         sheet.save(index, {label: (s, c or "") for label, s, c in zip(labels, scores, comments)})
         saved = f"Item {index + 1} saved."
         target = index + step
@@ -170,7 +167,7 @@ def build_app(sheet: RatingSheet):
         gr.Markdown("# Rate the answers")
         if sheet.notice:
             gr.Markdown(f"**{sheet.notice}**", elem_id="notice", elem_classes=["rating-notice"])
-        with gr.Accordion("Rubric (read first)", open=sheet.rated_count() == 0):
+        with gr.Accordion("Rubric (read first)", open=sheet.rated_count() == 0) as rubric:
             gr.Markdown(sheet.rubric)
             gr.Markdown(KEYBOARD_HELP)
         index = gr.State(0)
@@ -192,7 +189,7 @@ def build_app(sheet: RatingSheet):
         with gr.Row():
             previous = gr.Button("← Previous", elem_id="previous")
             save_next = gr.Button("Save and next →", variant="primary", elem_id="save-next")
-        outputs = [index, progress, note, instruction, status, *boxes]
+        outputs = [index, progress, note, instruction, status, rubric, *boxes]
         private = {"api_visibility": "private"}  # no API page: the browser is the only client
         app.load(start, None, outputs, **private)
         previous.click(lambda i, *v: move(i, -1, *v), [index, *fields], outputs, **private)
@@ -200,7 +197,8 @@ def build_app(sheet: RatingSheet):
     return app
 
 
-CSS = ".rating-notice {border: 2px solid #b91c1c; background: #fef2f2; padding: 8px 12px; border-radius: 6px}"
+CSS = """.rating-notice {border: 2px solid #b91c1c; background: #fef2f2; padding: 8px 12px; border-radius: 6px}
+.rating-notice .rating-notice {border: none; padding: 0}"""
 KEYBOARD_JS = """
 () => {
   let picked = null;
@@ -239,5 +237,4 @@ def serve(packet_dir: str, rater: int | None, port: int) -> None:
     sheet = RatingSheet(find_packet(packet_dir, rater))
     app = build_app(sheet)
     print(f"rater {sheet.rater}: {sheet.rated_count()} of {len(sheet.items)} items rated", flush=True)
-    app.launch(server_name="127.0.0.1", server_port=port, js=KEYBOARD_JS, css=CSS, footer_links=[], ssr_mode=False,
-               show_error=False)  # fmt: skip
+    app.launch(server_name="127.0.0.1", server_port=port, js=KEYBOARD_JS, css=CSS, **LAUNCH_OPTIONS)

@@ -93,11 +93,12 @@ class AppServer:
         self.stop()
 
 
-def save_screenshot(page, path: Path) -> Path:
-    """A full-page screenshot at ``path``; copied to $ASCLEPIUS_SCREENSHOTS too when set (the README's)."""
+def save_screenshot(page, path: Path, *, publish: bool = True) -> Path:
+    """A full-page screenshot at ``path``; when ``publish``, copied to $ASCLEPIUS_SCREENSHOTS too if set
+    (``docs/screenshots``, the README's)."""
     page.screenshot(path=str(path), full_page=True)
     target = os.environ.get("ASCLEPIUS_SCREENSHOTS")
-    if target:
+    if target and publish:
         Path(target).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, Path(target) / path.name)
     return path
