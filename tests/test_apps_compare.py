@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from asclepius.apps.compare import LAUNCH_OPTIONS, build_app, load_examples, load_generators
+from asclepius.apps.compare import LAUNCH_OPTIONS, build_app, endpoint_judge, load_examples, load_generators
+from asclepius.errors import InputError
 from asclepius.testing import browser
+from asclepius.testing.openai_server import OpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_NOTES = ROOT / "data" / "demo" / "synthetic_notes.jsonl"
@@ -47,6 +49,11 @@ def test_the_space_folder_runs_the_same_app_with_the_pinned_gradio():
     assert len(load_examples(space / "examples.jsonl")) == 6
 
 
+def test_a_judge_endpoint_that_may_not_receive_notes_is_refused_before_anything_loads():
+    with pytest.raises(InputError, match="may not be sent"):
+        endpoint_judge("http://203.0.113.5/v1", "judge")  # a public address, not allowed
+
+
 def test_the_tiny_model_answers_in_both_panels(decisive_tiny_model_path, tmp_path):
     reason = browser.missing_browser()
     if reason:
@@ -58,14 +65,21 @@ def test_the_tiny_model_answers_in_both_panels(decisive_tiny_model_path, tmp_pat
                                   max_new_tokens=MAX_NEW_TOKENS, device="cpu", dtype="auto")  # fmt: skip
     expected = generator.answer(note, question)  # the same prompt and decoding, not streamed
     assert expected
+    judged = []  # what the judge was sent: the note and both answers must reach it
+
+    def judge_reply(body: dict) -> str:
+        judged.append(body["messages"][-1]["content"])
+        return "4 2\nThe first is complete."
+
     # The app in this process, on the generator loaded above (loading it again would double the time).
-    app = build_app(["tiny", "tiny again"], [generator, generator], load_examples(DEMO_NOTES))
-    port = browser.free_port()
-    app.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_OPTIONS
-    )
-    try:
-        with sync_playwright() as playwright:
+    with OpenAIServer(responder=judge_reply) as server, sync_playwright() as playwright:
+        judge = endpoint_judge(server.base_url, "judge")
+        app = build_app(["tiny", "tiny again"], [generator, generator], load_examples(DEMO_NOTES), judge)
+        port = browser.free_port()
+        app.launch(
+            server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_OPTIONS
+        )
+        try:
             chromium = playwright.chromium.launch(
                 executable_path=browser.chromium_path(), args=["--no-sandbox"]
             )
@@ -75,10 +89,12 @@ def test_the_tiny_model_answers_in_both_panels(decisive_tiny_model_path, tmp_pat
             expect(page.locator("#note textarea")).to_have_value(note)
             expect(page.locator("#question textarea")).to_have_value(question)
             page.locator("#ask").click()
-            expect(page.locator("#status")).to_contain_text("Done", timeout=60_000)
+            expect(page.locator("#status")).to_contain_text("Judge (1-4)", timeout=60_000)
+            expect(page.locator("#status")).to_contain_text("tiny: 4 Excellent, tiny again: 2 Poor")
             for panel in (0, 1):
                 expect(page.locator(f"#answer-{panel} textarea")).to_have_value(expected)
             browser.save_screenshot(page, tmp_path / "compare.png")
             chromium.close()
-    finally:
-        app.close()
+        finally:
+            app.close()
+    assert len(judged) == 1 and note.strip()[:200] in judged[0] and judged[0].count(expected) == 2

@@ -147,8 +147,15 @@ def run_compare(args: argparse.Namespace) -> int:
     from asclepius.errors import setup_logging
 
     setup_logging()
-    serve(args.models, port=args.port, prompt_style=args.prompt_style, max_new_tokens=args.max_new_tokens,
-          device=args.device, dtype=args.dtype, examples_path=args.examples)  # fmt: skip
+    from asclepius.errors import InputError
+
+    try:
+        serve(args.models, port=args.port, prompt_style=args.prompt_style, max_new_tokens=args.max_new_tokens,
+              device=args.device, dtype=args.dtype, examples_path=args.examples, judge_base_url=args.judge_base_url,
+              judge_model=args.judge_model, allowed_endpoints=args.allowed_endpoints or [])  # fmt: skip
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -213,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--device", default="auto")
     compare.add_argument("--dtype", default="auto")
     compare.add_argument("--port", type=int, default=7860)
+    compare.add_argument(
+        "--judge_base_url", help="OpenAI-compatible endpoint of a judge that scores the answers"
+    )
+    compare.add_argument("--judge_model", help="the judge's model name at --judge_base_url")
+    compare.add_argument(
+        "--allowed_endpoints", nargs="*", help="hosts besides local ones that may receive notes"
+    )
     compare.set_defaults(run=run_compare)
     return parser
 

@@ -66,8 +66,37 @@ def load_generators(
                            cache_implementation="dynamic") for m in models]  # fmt: skip
 
 
-def build_app(names: Sequence[str], generators: Sequence, examples: list[list[str]]):
+def endpoint_judge(base_url: str, model: str, *, allowed_endpoints: Sequence[str] = ()):
+    """``judge(note, question, answers) -> scores or None``: the evaluation's judge prompt, at temperature 0.
+
+    A typed or pasted note is of unknown provenance, so it is restricted: the endpoint must be
+    local or allowed, checked here before the app starts. The key is read from OPENAI_API_KEY.
+    """
+    import os
+
+    import openai
+
+    from asclepius import prompts
+    from asclepius.evaluation.judging import parse_scores
+    from asclepius.stage import UNKNOWN, Provenance, check_endpoint
+
+    check_endpoint(Provenance(UNKNOWN, "notes typed into the compare app"), base_url, allowed_endpoints)
+    client = openai.OpenAI(
+        base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY") or "EMPTY", max_retries=1
+    )
+
+    def judge(note: str, question: str, answers: Sequence[str]) -> list[int] | None:
+        messages = prompts.judge_messages(note, question, list(answers))
+        reply = client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=1024)
+        return parse_scores(reply.choices[0].message.content, len(answers))
+
+    return judge
+
+
+def build_app(names: Sequence[str], generators: Sequence, examples: list[list[str]], judge=None):
     import gradio as gr
+
+    from asclepius.evaluation.judging import SCORE_NAMES
 
     def answer_all(note: str, question: str):
         answers = [""] * len(generators)
@@ -78,7 +107,20 @@ def build_app(names: Sequence[str], generators: Sequence, examples: list[list[st
             for text in stream_answer(generator, note.strip(), question.strip()):
                 answers[index] = text
                 yield [*answers, f"{names[index]} is answering ..."]
-        yield [*answers, "Done."]
+        if judge is None:
+            yield [*answers, "Done."]
+            return
+        yield [*answers, "Done. The judge is scoring the answers ..."]
+        try:
+            scores = judge(note.strip(), question.strip(), answers)
+        except Exception as error:  # the answers stay on screen whatever the judge does
+            yield [*answers, f"Done. The judge gave no scores ({type(error).__name__})."]
+            return
+        if scores is None:
+            yield [*answers, "Done. The judge's reply had no readable scores."]
+            return
+        graded = ", ".join(f"{name}: {score} {SCORE_NAMES[score]}" for name, score in zip(names, scores))
+        yield [*answers, f"Done. Judge (1-4): {graded}."]
 
     with gr.Blocks(title="Asclepius: compare models", analytics_enabled=False) as app:
         gr.Markdown("# Compare models on a clinical note\nFictional demo notes below; paste your own only if "
@@ -112,14 +154,21 @@ def create_app(
     device: str = "auto",
     dtype: str = "auto",
     examples_path: str | Path | None = None,
+    judge_base_url: str | None = None,
+    judge_model: str | None = None,
+    allowed_endpoints: Sequence[str] = (),
 ):
-    """The app over ``models`` (local folders or Hub ids), each loaded once."""
+    """The app over ``models`` (local folders or Hub ids), each loaded once; a judge when both judge
+    options are given (its endpoint checked before any model is loaded)."""
+    judge = None
+    if judge_base_url and judge_model:
+        judge = endpoint_judge(judge_base_url, judge_model, allowed_endpoints=allowed_endpoints)
     generators = load_generators(models, prompt_style=prompt_style, max_new_tokens=max_new_tokens, device=device,
                                  dtype=dtype)  # fmt: skip
     names = [Path(m).name if Path(m).exists() else m for m in models]  # a local path's folder name only
     if len(set(names)) < len(names):  # the same model twice (or two "sft" folders): number them
         names = [f"{name} ({number})" for number, name in enumerate(names, start=1)]
-    return build_app(names, generators, load_examples(examples_path))
+    return build_app(names, generators, load_examples(examples_path), judge)
 
 
 def serve(models: Sequence[str], *, port: int = 7860, **options) -> None:
