@@ -134,7 +134,9 @@ def test_a_key_no_stage_of_the_family_knows_fails(tmp_path):
         RecipeError, match="unknown key 'dedup_treshold' \\(did you mean 'dedup_threshold'\\?\\)"
     ):
         check_recipe(path)
-    with pytest.raises(InputError, match="data.yaml: unknown key 'dedup_treshold'"):
+    with pytest.raises(
+        InputError, match="data.yaml: field 'dedup_treshold': unknown key; did you mean 'dedup_threshold'"
+    ):
         parse_recipe("prepare_mimic", ["--config", str(path)])  # whichever stage reads it
     # A key of another family is unknown here too: eval.yaml's judge_model is no data key.
     path.write_text("judge_model: gpt-4o\n")

@@ -261,17 +261,19 @@ def _family_keys(stages: tuple[str, ...]) -> dict[str, str]:
     return keys
 
 
-def take_keys(
+def unknown_keys(
     values: dict[str, Any], classes: tuple[type, ...], family: tuple[str, ...] | None
-) -> tuple[dict[str, Any], list[str]]:
+) -> list[tuple[str, str | None]]:
+    """(key, the closest known key or None) for each key no stage reading the file knows."""
+    known = set(_keys(classes)) | (set(_family_keys(family)) if family else set()) | {"env"}
+    unknown = [key for key in values if key not in known]
+    return [(key, next(iter(difflib.get_close_matches(key, sorted(known), n=1)), None)) for key in unknown]
+
+
+def take_keys(values: dict[str, Any], classes: tuple[type, ...]) -> tuple[dict[str, Any], list[str]]:
     """(this stage's values by field name, problems): keys of the family's other stages are left out."""
     own = _keys(classes)
-    known = set(own) | (set(_family_keys(family)) if family else set()) | {"env"}
     problems = []
-    for key in values:
-        if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            problems.append(f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     taken: dict[str, Any] = {}
     for key, value in values.items():
         if key in own:
@@ -312,7 +314,13 @@ def parse_recipe(stage: str | type | tuple[type, ...], argv: list[str] | None = 
         values = _read_yaml(config)
         for key, value in (values.pop("env", None) or {}).items():
             os.environ[str(key)] = str(value)
-        taken, problems = take_keys(values, classes, family)
+        unknown = unknown_keys(values, classes, family)
+        if unknown:
+            key, close = unknown[0]
+            raise InputError(
+                config, "unknown key" + (f"; did you mean {close!r}?" if close else ""), field=key
+            )
+        taken, problems = take_keys(values, classes)
         if problems:
             raise InputError(config, problems[0])
         parser.set_defaults_with_config(**taken)
@@ -352,7 +360,12 @@ def check_recipe(
     parsed: dict[str, tuple[Any, ...]] = {}
     for each in stages:
         classes = stage_classes(each)
-        taken, stage_problems = take_keys(values, classes, stages)
+        unknown = [
+            f"unknown key {key!r}" + (f" (did you mean {close!r}?)" if close else "")
+            for key, close in unknown_keys(values, classes, stages)
+        ]
+        taken, stage_problems = take_keys(values, classes)
+        stage_problems = unknown + stage_problems
         problems += [problem for problem in stage_problems if problem not in problems]
         if stage_problems:
             continue
