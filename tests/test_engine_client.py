@@ -6,6 +6,8 @@ name (socket.getaddrinfo replaced), so nothing reaches DNS.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from test_stage_policy import dns, no_proxies  # noqa: F401 (fixtures)
 
@@ -98,3 +100,15 @@ def test_the_summary_names_the_endpoint_of_every_answer_served(make_engine, tmp_
         served = []
         run_requests(again, [ask()], served.append)
         assert served[0].from_ledger and again.summary.card_facts()["endpoints"] == [server.base_url]
+
+
+def test_the_http_stacks_own_request_lines_are_redacted(make_engine, caplog, monkeypatch, no_proxies):  # noqa: F811
+    caplog.set_level(logging.DEBUG)  # httpx2 logs each request's URL at INFO, query string and all
+    for name in ("httpx2", "openai"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.DEBUG)
+    with OpenAIServer() as server:
+        engine = make_engine(f"{server.base_url}?api-key=zz9zz9", max_attempts=1)
+        results = []
+        run_requests(engine, [ask()], results.append)
+    assert results[0].error.startswith("http 404")  # the echo came back, and was redacted
+    assert "HTTP Request: POST" in caplog.text and "zz9zz9" not in caplog.text + results[0].error

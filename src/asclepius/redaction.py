@@ -14,6 +14,7 @@ signed URLs...), so the whole query string of a URL is dropped, never filtered.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -88,6 +89,26 @@ def redact(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(redact(item) for item in value)
     return value
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that passes every record's final message through :func:`redact_text`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact_text(record.getMessage()), None
+        return True
+
+
+# The HTTP stack's own loggers: httpx2 logs every request's URL at INFO, query string included.
+HTTP_LOGGERS = ("httpx2", "httpx", "openai", "openai._base_client", "httpcore2.http11")
+
+
+def redact_logs(names: tuple[str, ...] = HTTP_LOGGERS) -> None:
+    """Attach a :class:`RedactingFilter` to each named logger (once), whatever level it is later set to."""
+    for name in names:
+        target = logging.getLogger(name)
+        if not any(isinstance(existing, RedactingFilter) for existing in target.filters):
+            target.addFilter(RedactingFilter())
 
 
 def holds_secret(text: str | None) -> bool:

@@ -41,7 +41,7 @@ from asclepius.engine.request import (
     scoped_resume_key,
 )
 from asclepius.errors import InputError
-from asclepius.redaction import redact_text, redact_url
+from asclepius.redaction import redact_logs, redact_text, redact_url
 
 logger = logging.getLogger("asclepius.engine")
 
@@ -94,6 +94,7 @@ class Engine:
         for name in ("httpx", "httpx2"):
             if logging.getLogger(name).level == logging.NOTSET:
                 logging.getLogger(name).setLevel(logging.WARNING)
+        redact_logs()  # and whoever turns them up sees no key or query string in a request line
         # Read once here so a missing key fails before any work; a dry run needs none.
         self._api_key: Secret | None = None if args.dry_run else read_api_key(args)
         self._client = None
