@@ -65,12 +65,14 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return address
 
 
+def _within(text: str, networks) -> bool:
+    address = _address(text)
+    return address is not None and (address.is_unspecified or any(address in net for net in networks))
+
+
 def is_local_address(text: str) -> bool:
     """Loopback, RFC 1918, link-local, ULA, or unspecified (0.0.0.0 and :: connect to this machine)."""
-    address = _address(text)
-    if address is None:
-        return False
-    return address.is_unspecified or any(address in network for network in _LOCAL_NETWORKS)
+    return _within(text, _LOCAL_NETWORKS)
 
 
 def resolve(host: str, port: int | None = None) -> list[str]:
@@ -82,37 +84,28 @@ def resolve(host: str, port: int | None = None) -> list[str]:
     return sorted({info[4][0] for info in infos})
 
 
+def _resolves_within(host: str, port: int | None, networks) -> bool:
+    host = host.strip("[]").lower()
+    if not host:
+        return False
+    if host == LOCALHOST:
+        return True
+    addresses = [host] if _address(host) is not None else resolve(host, port)
+    return bool(addresses) and all(_within(address, networks) for address in addresses)
+
+
 def is_private_host(host: str, port: int | None = None) -> bool:
     """``localhost``, a local address, or a name that resolves, now, to local addresses only.
 
     An unresolvable name is not private (fail closed). A name is resolved at check time;
     the client resolves it again when it connects.
     """
-    host = host.strip("[]").lower()
-    if not host:
-        return False
-    if host == LOCALHOST:
-        return True
-    if _address(host) is not None:
-        return is_local_address(host)
-    addresses = resolve(host, port)
-    return bool(addresses) and all(is_local_address(address) for address in addresses)
+    return _resolves_within(host, port, _LOCAL_NETWORKS)
 
 
 def is_loopback_host(host: str, port: int | None = None) -> bool:
     """``localhost``, a loopback/unspecified address, or a name resolving to those only: this machine."""
-    host = host.strip("[]").lower()
-    if host == LOCALHOST:
-        return True
-    addresses = [host] if _address(host) is not None else resolve(host, port)
-    return bool(addresses) and all(_is_loopback_address(address) for address in addresses)
-
-
-def _is_loopback_address(text: str) -> bool:
-    address = _address(text)
-    return address is not None and (
-        address.is_unspecified or any(address in network for network in _LOOPBACK_NETWORKS)
-    )
+    return _resolves_within(host, port, _LOOPBACK_NETWORKS)
 
 
 def environment_proxy(url: str | None) -> str | None:
@@ -125,10 +118,8 @@ def environment_proxy(url: str | None) -> str | None:
         target = httpx2.URL(url or "")
     except (httpx2.InvalidURL, TypeError, ValueError):
         return None
-    mounts = dict(
-        sorted({URLPattern(key): proxy for key, proxy in get_environment_proxies().items()}.items())
-    )
-    for pattern, proxy in mounts.items():
+    patterns = {URLPattern(key): proxy for key, proxy in get_environment_proxies().items()}
+    for pattern, proxy in sorted(patterns.items()):
         if pattern.matches(target):
             return proxy
     return None
