@@ -6,7 +6,8 @@
 The default config (train/test, no patient in both) has exactly the published columns
 `patient_id, note, question, answer, task`: a drop-in for
 starmpcc/Asclepius-Synthetic-Clinical-Notes. The `annotated` config adds the drop
-reasons and the grounding flags.
+reasons and the grounding flags; `prompt_completion` the rows in TRL's prompt-completion
+format (`trl sft --dataset_name FOLDER --dataset_config prompt_completion` trains on it).
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from __future__ import annotations
 import logging
 
 from asclepius import prompts
-from asclepius.data.answers import ANSWER_FEATURES, AnswerGeneration, instruction_configs, validate_questions
+from asclepius.data.answers import (
+    ANSWER_FEATURES,
+    AnswerGeneration,
+    instruction_configs,
+    prompt_completion_section,
+    validate_questions,
+)
 from asclepius.data.cards import CardFacts, grounding_section, render_card
 from asclepius.data.config import sampling_for
 from asclepius.data.stage import (
@@ -64,7 +71,8 @@ def main() -> None:
     if engine_args.dry_run:
         return
 
-    # 3. Split by patient; default = the published columns, annotated = every row with its flags.
+    # 3. Split by patient; default = the published columns, annotated = every row with its flags,
+    #    prompt_completion = the default rows as TRL's prompt and completion.
     configs = instruction_configs(stage.rows(), test_ratio=data_args.test_ratio, seed=data_args.seed)
     configs, entries = stage.write_configs(configs, drops=generation.drops)
     kept = sum(split.num_rows for split in configs["default"].values())
@@ -91,7 +99,7 @@ def main() -> None:
         },
         length_columns=("note", "question", "answer"),
         task_categories=("question-answering", "text-generation"),
-        extra_sections=[grounding_section(kept, generation.ungrounded_rows)],
+        extra_sections=[grounding_section(kept, generation.ungrounded_rows), prompt_completion_section()],
         hub_dataset_id=data_args.hub_dataset_id,
     )
     stage.finish_card(lambda: render_card(output_dir, facts))

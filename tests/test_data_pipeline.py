@@ -140,22 +140,27 @@ class Chain:
         self.tmp, self.server, self.env = tmp, server, script_env(tmp)
         self.notes, self.questions, self.instructions = tmp / "notes", tmp / "questions", tmp / "instructions"
 
-    def flags(self, *extra: str) -> list[str]:
+    def flags(self, stage: str, *extra: str) -> list[str]:
+        # Each stage takes the folders it reads and writes, no other (an unused flag is an error).
+        folders = {
+            "notes": ("notes",),
+            "questions": ("notes", "questions"),
+            "answers": ("questions", "instructions"),
+        }
+        paths = {"notes": self.notes, "questions": self.questions, "instructions": self.instructions}
         return [
             "--config", "recipes/tiny/data.yaml",
             "--base_url", self.server.base_url,
             "--model", "teacher-test",
             "--max_tokens", "1000",
             "--keep_truncated", "false",
-            "--notes_dir", str(self.notes),
-            "--questions_dir", str(self.questions),
-            "--instructions_dir", str(self.instructions),
+            *[flag for name in folders[stage] for flag in (f"--{name}_dir", str(paths[name]))],
             "--show_progress", "false",
             *extra,
         ]  # fmt: skip
 
     def run(self, stage: str, *extra: str) -> subprocess.CompletedProcess:
-        process = run_script(f"make_{stage}.py", *self.flags(*extra), env=self.env)
+        process = run_script(f"make_{stage}.py", *self.flags(stage, *extra), env=self.env)
         assert process.returncode == 0, process.stderr[-3000:]
         return process
 
@@ -216,7 +221,8 @@ def test_cards_hold_metadata_counts_and_quality_plots(chain):
         assert {"synthetic", "clinical"} <= set(metadata["tags"])
         assert metadata["language"] == ["en"] and metadata["size_categories"] == ["n<1K"]
         assert metadata["task_categories"] and metadata["mimic_derived"] is False
-        assert [c["config_name"] for c in metadata["configs"]] == ["default", "annotated"]
+        configs = ["default", "annotated"] + (["prompt_completion"] if folder == chain.instructions else [])
+        assert [c["config_name"] for c in metadata["configs"]] == configs
         assert (folder / "quality" / "lengths.png").read_bytes()[:4] == b"\x89PNG"
         card = (folder / "README.md").read_text()
         assert "teacher-test" in card and "2309.00237" in card and "zhao2023pmcpatients" in card
@@ -263,7 +269,9 @@ def test_missing_text_column_fails_in_one_line(chain, tmp_path):
     bad.write_text("patient_id,patient_uid,title\n1,1-1,A case\n", encoding="utf-8")
     output = tmp_path / "notes"
     process = run_script(
-        "make_notes.py", *chain.flags("--input", str(bad), "--output_dir", str(output)), env=chain.env
+        "make_notes.py",
+        *chain.flags("notes", "--input", str(bad), "--output_dir", str(output)),
+        env=chain.env,
     )
     assert process.returncode == 2
     assert (
@@ -285,7 +293,9 @@ def test_unknown_task_label_fails_in_one_line(chain, tmp_path):
     ).to_parquet(str(questions))
     output = tmp_path / "answers"
     process = run_script(
-        "make_answers.py", *chain.flags("--input", str(questions), "--output_dir", str(output)), env=chain.env
+        "make_answers.py",
+        *chain.flags("answers", "--input", str(questions), "--output_dir", str(output)),
+        env=chain.env,
     )
     assert process.returncode == 2
     line = error_line(process)
@@ -326,3 +336,30 @@ def test_empty_splits_are_left_out_and_an_empty_default_config_stops_the_stage(t
             {"default": {"train": rows.select([])}, "annotated": {"train": rows}}, drops={"empty": 2}
         )
     assert (tmp_path / "empty" / "data" / "annotated").is_dir() and not is_finished(tmp_path / "empty")
+
+
+def test_trl_alone_trains_on_the_prompt_completion_config(chain, tiny_model_path):
+    """TRL's own CLI, nothing of ours: `trl sft --dataset_config prompt_completion` for 2 steps on the tiny model."""
+    pairs = load_dataset(str(chain.instructions), "prompt_completion", cache_dir=str(chain.tmp / "load"))
+    rows = load_dataset(str(chain.instructions), cache_dir=str(chain.tmp / "load"))
+    assert set(pairs) == set(rows) and pairs["train"].column_names == ["prompt", "completion"]
+    first = rows["train"][0]
+    assert pairs["train"][0] == {
+        "prompt": prompts.render_training_prompt(
+            first["note"], first["question"]
+        ),  # the card's prompt_format
+        "completion": first["answer"],
+    }
+    assert "--dataset_config prompt_completion" in (chain.instructions / "README.md").read_text()
+    trl = Path(sys.executable).with_name("trl")
+    output = chain.tmp / "trl-sft"
+    process = subprocess.run(
+        [str(trl), "sft", "--model_name_or_path", str(tiny_model_path), "--dataset_name", str(chain.instructions),
+         "--dataset_config", "prompt_completion", "--output_dir", str(output), "--max_steps", "2",
+         "--per_device_train_batch_size", "2", "--max_length", "1024", "--use_cpu", "true", "--bf16", "false",
+         "--report_to", "none", "--save_strategy", "no", "--logging_steps", "1", "--dataloader_num_workers", "0"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert (output / "model.safetensors").exists()
+    assert "'train_loss'" in process.stdout + process.stderr  # TRL logged the 2 steps it trained

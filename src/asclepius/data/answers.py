@@ -4,7 +4,10 @@ The default config has exactly the published columns ``patient_id, note, questio
 answer, task`` in ``train``/``test`` splits (no patient in both), so the folder drops
 in for ``starmpcc/Asclepius-Synthetic-Clinical-Notes``. The ``annotated`` config keeps
 every row with its drop reason and the grounding check: numbers, doses and dates the
-answer states that the note does not contain.
+answer states that the note does not contain. The ``prompt_completion`` config holds
+the same rows in TRL's prompt-completion format (the prompt rendered in the format our
+models are trained on), so TRL alone trains on it:
+``trl sft --dataset_name FOLDER --dataset_config prompt_completion ...``.
 """
 
 from __future__ import annotations
@@ -129,8 +132,12 @@ class AnswerGeneration:
             )
 
 
+PROMPT_COMPLETION_CONFIG = "prompt_completion"
+
+
 def instruction_configs(rows: Dataset, *, test_ratio: float, seed: int) -> dict[str, dict[str, Dataset]]:
-    """``default``: the published columns in train/test split by patient; ``annotated``: all rows, same split."""
+    """``default``: the published columns in train/test split by patient; ``annotated``: all rows, same split;
+    ``prompt_completion``: the default rows as TRL's prompt and completion."""
     if test_ratio > 0:
         annotated = dict(split_by_patient(rows, test_ratio, seed))
     else:
@@ -139,4 +146,35 @@ def instruction_configs(rows: Dataset, *, test_ratio: float, seed: int) -> dict[
         name: kept_rows(split).select_columns(with_source(INSTRUCTION_COLUMNS, split))
         for name, split in annotated.items()
     }
-    return {"default": default, "annotated": annotated}
+    prompt_completion = {name: as_prompt_completion(split) for name, split in default.items()}
+    return {"default": default, "annotated": annotated, PROMPT_COMPLETION_CONFIG: prompt_completion}
+
+
+def as_prompt_completion(rows: Dataset, prompt_format: str = prompts.DEFAULT_PROMPT_FORMAT) -> Dataset:
+    """TRL's prompt-completion format: the training prompt (note and question filled in) and the answer.
+
+    The bytes are those ``scripts/sft.py`` trains on under ``prompt_format`` (the model
+    card's), so a model trained with TRL alone is prompted like ours. TRL appends EOS to
+    the completion and, by default, puts the loss on the completion only.
+    """
+    prompt_rows = [
+        prompts.render_training_prompt(n, q, prompt_format) for n, q in zip(rows["note"], rows["question"])
+    ]
+    completions = [prompts.training_completion(answer, prompt_format) for answer in rows["answer"]]
+    return Dataset.from_dict(
+        {"prompt": prompt_rows, "completion": completions},
+        features=Features({"prompt": Value("string"), "completion": Value("string")}),
+    )
+
+
+def prompt_completion_section() -> dict[str, str]:
+    """The instruction card's section on training with TRL alone, from the prompt_completion config."""
+    return {
+        "title": "Training with TRL alone",
+        "body": f"The `{PROMPT_COMPLETION_CONFIG}` config holds the default config's rows in TRL's "
+        f"prompt-completion format: `prompt` is the Asclepius prompt (`prompt_format: "
+        f"{prompts.DEFAULT_PROMPT_FORMAT}`, hash `{prompts.PROMPT_FORMAT_HASHES[prompts.DEFAULT_PROMPT_FORMAT]}`) "
+        "with the note and the question filled in, `completion` the answer. TRL appends EOS and puts the loss on "
+        "the completion only:\n\n```bash\ntrl sft --model_name_or_path MODEL --dataset_name THIS_DATASET "
+        f"--dataset_config {PROMPT_COMPLETION_CONFIG} --output_dir OUT\n```",
+    }
