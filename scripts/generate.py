@@ -89,7 +89,7 @@ def main() -> None:
     outcome = answer(args, engine_args, decoding, dataset, folder)
     if outcome is None:  # a dry run: counted, nothing sent, nothing written
         return
-    answers, failed, truncation, sampling, prompt_style = outcome
+    answers, failed, truncation, sampling, prompt_style, endpoints = outcome
 
     # 3. The Hub-ready answers folder, its card last.
     provenance = {
@@ -97,6 +97,7 @@ def main() -> None:
         "model_path": None if api else local_model_folder(engine_args.model),
         "backend": args.backend,
         "base_url": redact_url(resolve_base_url(engine_args)) if api else None,
+        "endpoints": endpoints or None,  # every endpoint whose answers are rows here (ledger included)
         "model_subfolder": args.model_subfolder,
         "prompt_style": prompt_style,
         "prompt_hash": style_prompt_hash(prompt_style),
@@ -153,7 +154,7 @@ def answer_locally(args, engine_args, decoding, dataset, folder):
         show_progress=engine_args.show_progress,
     )
     logger.info("%d answers generated, %d reused from an earlier run", len(answers) - reused, reused)
-    return answers, 0, generator.truncation, asdict(decoding), prompt_style
+    return answers, 0, generator.truncation, asdict(decoding), prompt_style, []
 
 
 def answer_with_api(args, engine_args, decoding, dataset, folder):
@@ -178,7 +179,7 @@ def answer_with_api(args, engine_args, decoding, dataset, folder):
     if failed:
         logger.warning("%d rows got no answer (%s)", failed, sorted({e for e in errors if e}))
     sampling = {"temperature": decoding.api_temperature(), "max_tokens": decoding.max_new_tokens}
-    return answers, failed, truncation, sampling, args.prompt_style
+    return answers, failed, truncation, sampling, args.prompt_style, summary.endpoints
 
 
 if __name__ == "__main__":

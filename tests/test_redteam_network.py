@@ -197,3 +197,13 @@ def test_a_rerun_against_another_endpoint_reuses_nothing_and_the_card_names_the_
     with sqlite3.connect(output / ".asclepius" / "ledger.sqlite") as db:
         endpoints = {row[0] for row in db.execute("SELECT endpoint FROM results")}
     assert endpoints == {first_url, second.base_url}  # each row says which endpoint answered it
+
+
+def test_generate_cards_name_the_endpoints_that_answered(tmp_path, env):
+    output = tmp_path / "answers"
+    with OpenAIServer() as server:
+        made = run_script("generate.py", "--backend", "openai", "--base_url", server.base_url, "--model", "m",
+                          "--input", str(DEMO.with_name("synthetic_notes.jsonl")), "--test_ratio", "0.2",
+                          "--max_samples", "2", "--output_dir", str(output), "--show_progress", "false", env=env)  # fmt: skip
+        assert made.returncode == 0, made.stderr[-2000:]
+    assert read_card_metadata(output)["asclepius_evaluation"]["endpoints"] == [server.base_url]
