@@ -31,10 +31,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import RepoCard, constants, hf_hub_download, try_to_load_from_cache
+from huggingface_hub import RepoCard, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.utils import filter_repo_objects
 
 from asclepius.data.readers import NOTEEVENTS_COLUMNS, is_noteevents, table_columns
+from asclepius.offline import offline_unless_hub_reachable
 from asclepius.stage.files import (
     CARD_NAME,
     NEVER_UPLOADED,
@@ -272,7 +273,7 @@ def hub_model_provenance(repo_id: str) -> Provenance:
 def _hub_card_text(repo_id: str) -> str | None:
     try:
         cached = try_to_load_from_cache(repo_id, CARD_NAME)
-        if not isinstance(cached, str) and not constants.is_offline_mode():
+        if not isinstance(cached, str) and not offline_unless_hub_reachable():
             cached = hf_hub_download(repo_id, CARD_NAME)
         return Path(cached).read_text(encoding="utf-8", errors="replace") if isinstance(cached, str) else None
     except Exception:  # noqa: BLE001 - no network, no repo, no card: all mean "no readable card"
