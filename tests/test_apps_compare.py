@@ -54,10 +54,8 @@ def test_a_judge_endpoint_that_may_not_receive_notes_is_refused_before_anything_
         endpoint_judge("http://203.0.113.5/v1", "judge")  # a public address, not allowed
 
 
+@browser.needs_browser
 def test_the_tiny_model_answers_in_both_panels(decisive_tiny_model_path, tmp_path):
-    reason = browser.missing_browser()
-    if reason:
-        pytest.skip(reason)
     from playwright.sync_api import expect, sync_playwright
 
     note, question = load_examples(DEMO_NOTES)[0]

@@ -134,10 +134,8 @@ def test_the_core_stages_do_not_import_gradio():
     assert result.stdout.split()[-1] == "False"
 
 
+@browser.needs_browser
 def test_a_rater_scores_reloads_continues_and_edits_in_a_real_browser(export, tmp_path, monkeypatch, capsys):
-    reason = browser.missing_browser()
-    if reason:
-        pytest.skip(reason)
     from playwright.sync_api import expect, sync_playwright
 
     out, judge, key = export

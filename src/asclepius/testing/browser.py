@@ -7,6 +7,7 @@ where it or the ``playwright`` package is missing. Apps run as real servers on 1
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -21,22 +22,19 @@ CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 
 
 def chromium_path() -> str | None:
-    found = os.environ.get("ASCLEPIUS_CHROMIUM") or next(
-        (path for path in CHROMIUM_CANDIDATES if Path(path).is_file()), None
-    )
+    """$ASCLEPIUS_CHROMIUM if set (a path that is not a file: no browser), else Debian's chromium."""
+    chosen = os.environ.get("ASCLEPIUS_CHROMIUM")
+    if chosen:
+        return chosen if Path(chosen).is_file() else None
+    found = next((path for path in CHROMIUM_CANDIDATES if Path(path).is_file()), None)
     return found or shutil.which("chromium")
 
 
 def missing_browser() -> str | None:
-    """Why the browser tests cannot run here (None when they can)."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (pip install -e '.[app]')"
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        return "gradio is not installed (pip install -e '.[app]')"
+    """Why the browser tests cannot run here (None when they can); cheap: nothing is imported."""
+    for package in ("playwright", "gradio"):
+        if importlib.util.find_spec(package) is None:
+            return f"{package} is not installed (pip install -e '.[app]')"
     if chromium_path() is None:
         return "no Chromium on this machine (make browser)"
     return None
@@ -91,6 +89,14 @@ class AppServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def needs_browser(test):
+    """Skip ``test`` (before its fixtures run) with one line where the browser tests cannot run."""
+    import pytest
+
+    reason = missing_browser()
+    return pytest.mark.skipif(reason is not None, reason=reason or "")(test)
 
 
 def save_screenshot(page, path: Path, *, publish: bool = True) -> Path:
