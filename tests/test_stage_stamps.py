@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from asclepius.stage import PUBLIC, RESTRICTED, Provenance, classify
 from asclepius.stage.cards import render_card
-from asclepius.stage.files import write_dataset_configs
+from asclepius.stage.files import read_card_metadata, write_dataset_configs
 from asclepius.stage.provenance import restricted
 from asclepius.stage.stamps import (
     CARD_FILES_KEY,
@@ -79,8 +79,6 @@ def test_a_card_stamps_its_folder_and_lists_its_files_with_their_hashes(tmp_path
     render_card(tmp_path, kind="dataset", template="tiny_model_card.md",
                 card_data={"configs": configs, "tags": ["asclepius"]},
                 context={"parameters": "1", "seed": 0, "vocab_size": 1}, provenance=MIMIC)  # fmt: skip
-    from asclepius.stage.files import read_card_metadata
-
     metadata = read_card_metadata(tmp_path)
     assert metadata[CARD_STAMP_KEY]["status"] == RESTRICTED
     parquet = "data/default/train-00000-of-00001.parquet"

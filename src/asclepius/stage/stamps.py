@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 STAMP_KEY = "asclepius.provenance"  # parquet schema metadata and safetensors __metadata__
 CARD_STAMP_KEY = "asclepius_provenance"  # card YAML: the stamp of the folder
 CARD_FILES_KEY = "asclepius_files"  # card YAML: [{name, sha256}] of the files it vouches for
@@ -94,8 +96,6 @@ def read_stamp(path: str | os.PathLike) -> dict[str, Any] | None:
     kind = file_kind(path)
     try:
         if kind == "parquet":
-            import pyarrow.parquet as pq
-
             metadata = pq.read_schema(path).metadata or {}
             return parse_stamp(metadata.get(STAMP_KEY.encode()))
         if kind == "safetensors":
@@ -111,8 +111,6 @@ def read_stamp(path: str | os.PathLike) -> dict[str, Any] | None:
 
 def write_parquet(dataset, path: str | os.PathLike, provenance, *, batch_rows: int = 10_000) -> Path:
     """``dataset`` as a parquet file whose schema carries the stamp; written under a temporary name."""
-    import pyarrow.parquet as pq
-
     path = Path(path)
     schema = parquet_schema(dataset.features.arrow_schema, provenance)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
