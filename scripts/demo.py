@@ -10,9 +10,11 @@
    through the real request engine (a 135M teacher invents facts, and the demo says so);
 4. continued pretraining, then SFT, of the same model on a subset of the bundled instruction set;
 5. answer held-out patients with the base, pretrained and fine-tuned models, judge them
-   with the local teacher, and write the report, plots and model card;
+   with the local teacher, and write the report, plots and model card; base vs fine-tuned on
+   the first 10 MMLU-medical questions through lm-evaluation-harness (a small fixed subsample);
 6. print a summary: a case report beside its note, a generated question and answer, base vs
-   trained answer to a held-out question, then losses, perplexity, ROUGE-L, judge scores.
+   trained answer to a held-out question, then losses, perplexity, ROUGE-L, the benchmark row,
+   judge scores.
 
 Everything lands under --output_dir (the converted SmolLM2 in outputs/smol-135m). A rerun
 skips finished stages; the teacher is stopped on exit, also on failure or Ctrl-C.

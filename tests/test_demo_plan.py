@@ -56,3 +56,46 @@ def test_side_by_side_keeps_both_texts():
     assert lines[0].startswith("  case report") and "| note" in lines[0]
     assert all("|" in line for line in lines[2:]) and len(lines) == 5
     assert "left text" in lines[2] and "right words" in lines[2]
+
+
+def test_benchmark_step_compares_base_and_sft_on_a_small_fixed_subsample(tmp_path):
+    from asclepius.demo import DEMO_BENCHMARK_TASK, TINY_BENCHMARK_QUESTIONS
+
+    options = DemoOptions(output_dir=tmp_path, base_model=Path("/models/smol"))
+    step = {step.name: step for step in plan(options)}["benchmark"]
+    assert step.command[step.command.index("--models") + 1 : step.command.index("--tasks")] == [
+        "/models/smol",
+        str(tmp_path / "sft"),
+    ]
+    flags = _flags(step.command)
+    assert flags["tasks"] == DEMO_BENCHMARK_TASK and flags["limit"] == str(
+        SMOL_DEFAULTS["benchmark_questions"]
+    )
+    tiny = {step.name: step for step in plan(DemoOptions(output_dir=tmp_path, model="tiny"))}["benchmark"]
+    assert _flags(tiny.command)["limit"] == str(TINY_BENCHMARK_QUESTIONS)
+
+
+def test_benchmark_lines_say_the_subsample_and_whether_the_difference_is_told_from_zero(tmp_path):
+    import json
+
+    from asclepius.demo import benchmark_lines
+
+    assert benchmark_lines(tmp_path) == []
+    folder = tmp_path / "eval" / "benchmark"
+    folder.mkdir(parents=True)
+    acc = lambda value, low, high: {"acc": {"value": value, "stderr": 0.1, "ci95": [low, high]}}  # noqa: E731
+    results = {
+        "models": ["/models/smol", "out/sft"],
+        "results": [
+            {"model": "/models/smol", "task": "mmlu_medical", "n": 10, "n_total": 1089, "chance": 0.25,
+             "metrics": acc(0.1, 0.018, 0.404)},
+            {"model": "out/sft", "task": "mmlu_medical", "n": 10, "n_total": 1089, "chance": 0.25,
+             "metrics": acc(0.3, 0.108, 0.603)},
+        ],
+        "paired_vs_first": [{"task": "mmlu_medical", "difference": 0.2, "ci95": [-0.1, 0.5], "n": 10}],
+    }  # fmt: skip
+    (folder / "results.json").write_text(json.dumps(results))
+    text = "\n".join(benchmark_lines(tmp_path))
+    assert "first 10 of 1089 questions" in text and "chance 0.25" in text
+    assert "base 0.10 [0.02, 0.40]; sft 0.30 [0.11, 0.60]" in text
+    assert "sft - base +0.20 [-0.10, +0.50], not distinguishable from zero" in text

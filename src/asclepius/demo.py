@@ -44,7 +44,12 @@ SMOL_DEFAULTS = {
     "sft_max_steps": 2,  # x 4 rows of ~630 tokens
     "eval_max_samples": 4,  # held-out questions answered per model, and judged
     "max_eval_examples": 4,  # held-out rows / notes of the stages' learning-signal check
+    "benchmark_questions": 10,  # MMLU-medical questions per model (~0.5 s of CPU each for SmolLM2)
 }
+# The benchmark row: base vs SFT on the first questions of a short-prompt task (MMLU's are the
+# shortest of the four), through lm-evaluation-harness; the tiny profile only runs the machinery.
+DEMO_BENCHMARK_TASK = "mmlu_medical"
+TINY_BENCHMARK_QUESTIONS = 3
 
 
 @dataclass
@@ -86,6 +91,7 @@ class DemoOptions:
             "sft_max_steps": self.train_max_steps,
             "eval_max_samples": self.eval_max_samples,
             "max_eval_examples": None,
+            "benchmark_questions": None,
             "question_max_tokens": None,
             "answer_max_tokens": None,
         }[name]
@@ -208,6 +214,24 @@ def plan(options: DemoOptions, teacher_url: str = "{teacher_url}") -> list[Step]
         ),
     ]
     models = {"base": base, "pretrain": out / "pretrain", "sft": out / "sft"}
+    steps.append(
+        Step(
+            "benchmark",
+            out / "eval" / "benchmark",
+            _script(
+                "benchmark.py",
+                "--models",
+                base,
+                out / "sft",
+                "--tasks",
+                DEMO_BENCHMARK_TASK,
+                "--limit",
+                options.setting("benchmark_questions") or TINY_BENCHMARK_QUESTIONS,
+                "--output_dir",
+                out / "eval" / "benchmark",
+            ),
+        )
+    )
     for name in EVALUATED:
         steps.append(
             Step(
@@ -337,6 +361,7 @@ def summarize(options: DemoOptions, steps: list[Step], total_seconds: float) -> 
     if before is not None and after is not None:
         lines.append(f"held-out answer loss: {before:.3f} for the pretrained model, {after:.3f} after SFT")
     lines.extend(rouge_lines(out))
+    lines.extend(benchmark_lines(out))
     results_path = out / "eval" / "report" / "results.json"
     if results_path.exists():
         lines.append("")
@@ -449,6 +474,33 @@ def rouge_lines(out: Path) -> list[str]:
             f"ROUGE-L {name:<9} {rouge['rouge_l']:.3f} (95% CI {low:.3f}-{high:.3f}, n={rouge['n']})"
         )
     return lines
+
+
+def benchmark_lines(out: Path) -> list[str]:
+    """The benchmark row: base and SFT accuracy on the small fixed subsample, and their paired difference."""
+    path = out / "eval" / "benchmark" / "results.json"
+    if not path.exists():
+        return []
+    results = json.loads(path.read_text())
+    names = dict(zip(results["models"], ("base", "sft")))
+    first = results["results"][0]
+    lines = [
+        f"benchmark    {first['task']}, first {first['n']} of {first['n_total']} questions (lm_eval, zero-shot; "
+        f"chance {first['chance']:.2f}); accuracy [95% CI]:"
+    ]
+    cells = []
+    for result in results["results"]:
+        accuracy = result["metrics"]["acc"]
+        low, high = accuracy["ci95"]
+        cells.append(f"{names[result['model']]} {accuracy['value']:.2f} [{low:.2f}, {high:.2f}]")
+    for paired in results["paired_vs_first"]:
+        low, high = paired["ci95"]
+        if low is not None:
+            told = "distinguishable" if low > 0 or high < 0 else "not distinguishable"
+            cells.append(
+                f"sft - base {paired['difference']:+.2f} [{low:+.2f}, {high:+.2f}], {told} from zero"
+            )
+    return lines + ["  " + "; ".join(cells)]
 
 
 def judge_lines(results: dict) -> list[str]:
