@@ -94,6 +94,32 @@ def test_a_reachable_hub_leaves_the_process_online():
         server.server_close()
 
 
+def test_hub_ids_are_told_from_local_paths(tmp_path):
+    from asclepius.offline import looks_like_hub_id
+
+    assert looks_like_hub_id("starmpcc/Asclepius-Synthetic-Clinical-Notes") and looks_like_hub_id("gpt2")
+    assert not looks_like_hub_id(str(tmp_path)) and not looks_like_hub_id("outputs/tiny-model")
+    assert not looks_like_hub_id("PMC-Patients.csv") and not looks_like_hub_id("./model")
+    assert not looks_like_hub_id("data/demo/synthetic_notes.jsonl") and not looks_like_hub_id(None)
+
+
+def test_a_hub_dataset_without_a_network_turns_the_process_offline_and_local_inputs_do_not(refused_endpoint):
+    code = (
+        "import sys; from asclepius.offline import offline_unless_hub_reachable_for as go;"
+        "print(go(*sys.argv[1:]))"
+    )
+    env = clean_env(HF_ENDPOINT=refused_endpoint)
+
+    def offline_after(*names: str) -> str:
+        result = subprocess.run([sys.executable, "-c", code, *names], env=env, capture_output=True, text=True,
+                                timeout=120)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    assert offline_after("outputs/tiny-model", "data/demo/synthetic_notes.jsonl") == "False"
+    assert offline_after("outputs/tiny-model", "starmpcc/Asclepius-Synthetic-Clinical-Notes") == "True"
+
+
 def test_a_hub_id_missing_from_the_cache_is_one_line_without_a_network(refused_endpoint, tmp_path):
     code = "from asclepius.recipes import check_model_path; check_model_path('someone/not-cached')"
     env = clean_env(HF_ENDPOINT=refused_endpoint, HF_HOME=str(tmp_path / "hf"))

@@ -11,15 +11,19 @@ the servers it starts) turns offline with one log line.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 TRUE_VALUES = ("1", "true", "yes", "on")
 # Seconds to wait for the endpoint: enough for a slow link, short enough not to be noticed.
 PROBE_TIMEOUT = 5.0
+# A missing local file, not a Hub id: its own stage says "no such file".
+DATA_FILE_SUFFIXES = {".csv", ".json", ".jsonl", ".parquet", ".txt", ".arrow"}
 
 
 def offline_mode() -> bool:
@@ -38,8 +42,9 @@ def hub_endpoint() -> str:
     return constants.ENDPOINT
 
 
+@functools.cache
 def hub_reachable(timeout: float = PROBE_TIMEOUT) -> bool:
-    """Whether the Hub endpoint (``HF_ENDPOINT``, proxies included) answers at all.
+    """Whether the Hub endpoint (``HF_ENDPOINT``, proxies included) answers at all (asked once a process).
 
     Any HTTP answer below 500 counts (a 401 or 404 still means the network works);
     a refused or timed-out connection, a proxy failure or a server error does not.
@@ -83,3 +88,18 @@ def offline_unless_hub_reachable() -> bool:
         return False
     go_offline(f"the Hugging Face Hub ({hub_endpoint()}) cannot be reached")
     return True
+
+
+def looks_like_hub_id(name: str | None) -> bool:
+    """``org/name`` (or a legacy one-part id) that is not a path on this machine."""
+    if not name or Path(name).exists() or name.startswith((".", "/", "~")):
+        return False
+    parts = name.split("/")
+    return len(parts) <= 2 and parts[0] != "outputs" and Path(name).suffix.lower() not in DATA_FILE_SUFFIXES
+
+
+def offline_unless_hub_reachable_for(*names: str | None) -> bool:
+    """:func:`offline_unless_hub_reachable` when any of ``names`` (models, datasets) is a Hub id."""
+    if any(looks_like_hub_id(name) for name in names):
+        return offline_unless_hub_reachable()
+    return offline_mode()

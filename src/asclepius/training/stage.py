@@ -20,6 +20,7 @@ import datasets
 import transformers
 
 from asclepius.errors import InputError, reading
+from asclepius.offline import offline_unless_hub_reachable_for
 from asclepius.recipe_needs import require_for_run, training_settings
 from asclepius.recipes import check_model_path
 from asclepius.stage import PushRequest, StageFolder, classify
@@ -77,6 +78,8 @@ def open_folder(script_args, training_args, model_args) -> StageFolder | None:
     """
     set_log_levels(training_args)
     check_launch(training_args)
+    # No network: the base model and a Hub dataset come from the cache, without per-file retries.
+    offline_unless_hub_reachable_for(model_args.model_name_or_path, script_args.dataset_name)
     check_model_path(model_args.model_name_or_path)
     main_process = training_args.process_index == 0 and launcher_rank() == 0
     folder = StageFolder.open(training_args.output_dir, push=take_over_push(training_args), lock=main_process)
