@@ -89,7 +89,7 @@ def fill(packets: Path, rule) -> list[Path]:
             target = truth[(int(row["rater"]), row["item_id"], row["label"])]
             row["score"] = rule(int(row["rater"]), target["model"], target["answered"])
         with path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=expert.RATING_FIELDS)
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))  # the export's columns (notice too)
             writer.writeheader()
             writer.writerows(rows)
         files.append(path)
@@ -188,7 +188,7 @@ def test_bad_ratings_are_one_line_errors(evaluated, tmp_path, monkeypatch, capsy
     rows = list(csv.DictReader(path.open()))
     edit(rows[2])
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=expert.RATING_FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     with pytest.raises(SystemExit) as exit_info:
