@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import pyarrow.parquet as pq
+
 REDACTED = "***"
 _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 # A query string outside a full URL ("no route /v1/?api-key=abc123chat/completions"): from the
@@ -63,8 +65,6 @@ def redact_url(url: str | None) -> str | None:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
-    if "\\" in netloc:  # "host\@other" (a parser trick): keep neither part's secrets
-        netloc = REDACTED
     redacted = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
     if parts.query or url.rstrip("#").endswith("?"):
         redacted += f"?{REDACTED}"
@@ -124,8 +124,6 @@ def find_secrets_in_parquet(folder: str | os.PathLike, files: list[str] | None =
     through (an older ledger, another tool's file). ``files``: the folder-relative paths an
     upload would send (default: every ``*.parquet`` below the folder).
     """
-    import pyarrow.parquet as pq
-
     folder = Path(folder)
     paths = [folder / name for name in files] if files is not None else sorted(folder.rglob("*.parquet"))
     found = []
