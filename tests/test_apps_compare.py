@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from asclepius.apps.compare import LAUNCH_OPTIONS, build_app, endpoint_judge, load_examples, load_generators
+from asclepius.apps import LAUNCH_OPTIONS
+from asclepius.apps.compare import build_app, endpoint_judge, load_examples, load_generators
 from asclepius.errors import InputError
 from asclepius.testing import browser
 from asclepius.testing.openai_server import OpenAIServer
@@ -57,6 +58,8 @@ def test_a_judge_endpoint_that_may_not_receive_notes_is_refused_before_anything_
 @browser.needs_browser
 def test_the_tiny_model_answers_in_both_panels(decisive_tiny_model_path, tmp_path):
     from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)  # a loaded machine (2 cores, parallel tests) is slow, not wrong
 
     note, question = load_examples(DEMO_NOTES)[0]
     [generator] = load_generators([str(decisive_tiny_model_path)], prompt_style="asclepius",

@@ -138,6 +138,8 @@ def test_the_core_stages_do_not_import_gradio():
 def test_a_rater_scores_reloads_continues_and_edits_in_a_real_browser(export, tmp_path, monkeypatch, capsys):
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=30_000)  # a loaded machine (2 cores, parallel tests) is slow, not wrong
+
     out, judge, key = export
     sheet = out / "packets" / "rater_1" / "ratings.jsonl"
     seen: list[str] = []  # the page and every response body the browser got

@@ -9,7 +9,8 @@ Set the Space's variables to choose: ``MODELS`` (space-separated Hub ids), ``PRO
 import os
 from pathlib import Path
 
-from asclepius.apps.compare import LAUNCH_OPTIONS, create_app
+from asclepius.apps import LAUNCH_OPTIONS
+from asclepius.apps.compare import create_app
 
 MODELS = os.environ.get(
     "MODELS", "HuggingFaceTB/SmolLM2-135M-Instruct HuggingFaceTB/SmolLM2-360M-Instruct"

@@ -9,9 +9,21 @@ app runs as a Hugging Face Space (``spaces/compare/app.py``) on Hub ids.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+import gradio as gr
+import openai
+import torch
+from transformers import TextIteratorStreamer
+
+from asclepius import prompts
+from asclepius.apps import LAUNCH_OPTIONS
+from asclepius.evaluation.generation import Decoding, LocalGenerator
+from asclepius.evaluation.judging import SCORE_NAMES, parse_scores
+from asclepius.stage import UNKNOWN, Provenance, check_endpoint
 
 EXAMPLES = 6  # demo notes offered as examples (distinct notes, each with one of its questions)
 
@@ -33,9 +45,6 @@ def load_examples(path: str | Path | None, count: int = EXAMPLES) -> list[list[s
 
 def stream_answer(generator, note: str, question: str) -> Iterator[str]:
     """The answer so far, after each decoded piece (greedy or sampled; beams cannot stream)."""
-    import torch
-    from transformers import TextIteratorStreamer
-
     ids = torch.tensor([generator.encode(note, question)], device=generator.device)
     streamer = TextIteratorStreamer(generator.tokenizer, skip_prompt=True, skip_special_tokens=True)
     kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
@@ -50,8 +59,6 @@ def stream_answer(generator, note: str, question: str) -> Iterator[str]:
 
 
 def _generate(model, kwargs: dict) -> None:
-    import torch
-
     with torch.inference_mode():
         model.generate(**kwargs)
 
@@ -59,8 +66,6 @@ def _generate(model, kwargs: dict) -> None:
 def load_generators(
     models: Sequence[str], *, prompt_style: str, max_new_tokens: int, device: str, dtype: str
 ):
-    from asclepius.evaluation.generation import Decoding, LocalGenerator
-
     decoding = Decoding(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens)
     return [LocalGenerator(m, prompt_style=prompt_style, decoding=decoding, device=device, dtype=dtype,
                            cache_implementation="dynamic") for m in models]  # fmt: skip
@@ -72,14 +77,6 @@ def endpoint_judge(base_url: str, model: str, *, allowed_endpoints: Sequence[str
     A typed or pasted note is of unknown provenance, so it is restricted: the endpoint must be
     local or allowed, checked here before the app starts. The key is read from OPENAI_API_KEY.
     """
-    import os
-
-    import openai
-
-    from asclepius import prompts
-    from asclepius.evaluation.judging import parse_scores
-    from asclepius.stage import UNKNOWN, Provenance, check_endpoint
-
     check_endpoint(Provenance(UNKNOWN, "notes typed into the compare app"), base_url, allowed_endpoints)
     client = openai.OpenAI(
         base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY") or "EMPTY", max_retries=1
@@ -94,9 +91,6 @@ def endpoint_judge(base_url: str, model: str, *, allowed_endpoints: Sequence[str
 
 
 def build_app(names: Sequence[str], generators: Sequence, examples: list[list[str]], judge=None):
-    import gradio as gr
-
-    from asclepius.evaluation.judging import SCORE_NAMES
 
     def answer_all(note: str, question: str):
         answers = [""] * len(generators)
@@ -140,10 +134,6 @@ def build_app(names: Sequence[str], generators: Sequence, examples: list[list[st
         ask.click(answer_all, [note, question], [*panels, status], api_visibility="private")
         question.submit(answer_all, [note, question], [*panels, status], api_visibility="private")
     return app
-
-
-# No API page, no server-side rendering (it needs Node), no tracebacks in the browser.
-LAUNCH_OPTIONS = {"footer_links": [], "ssr_mode": False, "show_error": False}
 
 
 def create_app(

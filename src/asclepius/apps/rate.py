@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from asclepius.apps.compare import LAUNCH_OPTIONS
+import gradio as gr
+
+from asclepius.apps import LAUNCH_OPTIONS
 from asclepius.errors import InputError
 from asclepius.evaluation.expert import PACKET_DATA_NAME, RATING_FIELDS
 from asclepius.evaluation.judging import SCORE_NAMES
+from asclepius.stage import PUBLIC, classify
 from asclepius.stage.files import atomic_write_text
 
 RATINGS_NAME = "ratings.jsonl"
@@ -59,8 +62,6 @@ class RatingSheet:
 
     def _provenance_notice(self) -> str | None:
         # Fail closed: a packet whose export folder is not known to be public is treated as restricted.
-        from asclepius.stage import PUBLIC, classify
-
         export = self.folder.parents[1] if self.folder.parent.name == "packets" else self.folder
         return None if classify(str(export)).status == PUBLIC else RESTRICTED_NOTICE
 
@@ -114,8 +115,6 @@ class RatingSheet:
 
 
 def build_app(sheet: RatingSheet):
-    import gradio as gr
-
     slots = max(len(item["answers"]) for item in sheet.items)
     if slots > MAX_CANDIDATES:
         raise InputError(sheet.folder, f"{slots} answers per item; the app shows at most {MAX_CANDIDATES}")
