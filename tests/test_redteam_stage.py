@@ -71,6 +71,15 @@ def corpus(tmp_path, *, bad_row: bool = False):
     return path
 
 
+@pytest.fixture(scope="module")
+def finished_notes(tmp_path_factory):
+    """A finished public notes folder (prepare_notes on a 3-note CC0 CSV), copied by each test that needs one."""
+    root = tmp_path_factory.mktemp("finished-notes")
+    process = prepare_notes(script_env(root), corpus(root), root / "notes")
+    assert process.returncode == 0, process.stderr[-2000:]
+    return root / "notes"
+
+
 def prepare_notes(env, source, output, *extra: str):
     return run_script("prepare_notes.py", "--input", str(source), "--text_column", "text", "--id_column", "note_id",
                       "--source", "clinic", "--source_license", "cc0-1.0", "--source_restricted", "false",
@@ -201,10 +210,10 @@ def test_a_finished_training_folder_is_pushed_when_asked_and_restricted_data_is_
 
 
 def test_push_script_excludes_working_state_at_every_depth_and_reclassifies_right_before_upload(
-    tmp_path, env
+    tmp_path, env, finished_notes
 ):
     folder = tmp_path / "notes"
-    assert prepare_notes(env, corpus(tmp_path), folder).returncode == 0
+    shutil.copytree(finished_notes, folder)
     nested = folder / "extra" / "run"  # a stage folder nested in the pushed one
     for path in (nested / ".asclepius" / "ledger.sqlite", nested / "checkpoint-2" / "optimizer.pt",
                  folder / ".asclepius" / "staging" / "rows.parquet", nested / "training_args.bin"):  # fmt: skip
@@ -227,9 +236,9 @@ def test_push_script_excludes_working_state_at_every_depth_and_reclassifies_righ
     assert len(hub_stub.calls(env)) == 2  # create_repo + upload_folder of the first push only
 
 
-def test_a_data_stage_rerun_with_push_flags_pushes_its_finished_folder(tmp_path, env):
+def test_a_data_stage_rerun_with_push_flags_pushes_its_finished_folder(tmp_path, env, finished_notes):
     folder = tmp_path / "notes"
-    assert prepare_notes(env, corpus(tmp_path), folder).returncode == 0
+    shutil.copytree(finished_notes, folder)
     pushed = prepare_notes(
         env, corpus(tmp_path), folder, "--push_to_hub", "true", "--hub_dataset_id", "someone/n"
     )
@@ -237,9 +246,11 @@ def test_a_data_stage_rerun_with_push_flags_pushes_its_finished_folder(tmp_path,
     assert [u["repo_id"] for u in uploads(env)] == ["someone/n"]
 
 
-def test_overwrite_reads_every_row_before_it_deletes_and_a_corrupt_parquet_is_one_line(tmp_path, env):
+def test_overwrite_reads_every_row_before_it_deletes_and_a_corrupt_parquet_is_one_line(
+    tmp_path, env, finished_notes
+):
     folder = tmp_path / "notes"
-    assert prepare_notes(env, corpus(tmp_path), folder).returncode == 0
+    shutil.copytree(finished_notes, folder)
     finished = snapshot(folder)
     refused = prepare_notes(env, corpus(tmp_path, bad_row=True), folder, "--overwrite", "true")
     assert refused.returncode == 2 and "row" in error_line(refused)
