@@ -26,6 +26,15 @@ figure is the cost per 1,000 notes from the usage each ledger recorded, batch vs
 status polls, which depend on how long batches take: the test server answers 100 lines
 per poll; a real batch polled every 30 s costs one call per 30 s per open batch).
 
+Token-bound rows: the notes stage's real prompts around the demo case reports
+(``--max_tokens 1024``) against a server enforcing 400k tokens per minute per second that
+charges prompt + max_tokens at admission, counted with its own tokenizer: 0.7x, 1.0x and
+1.3x the engine's estimate (``token_factor``), and a server that gives back the max_tokens an answer did not use as
+well as one that keeps them (``refund_unused_tokens``). Figures: the lowest achieved/limit
+(the tokens the server's bucket was charged, per minute from the first to the last answer)
+and the highest 429 share over the six (goals >= 0.97 and <= 1%); the baseline is the same engine with
+learning from the server switched off (``Pacer.learn`` a no-op: the engine before it).
+
 Prints one ``BENCH_RESULT {json}`` line per figure.
 """
 
@@ -51,11 +60,13 @@ sys.path.insert(0, str(ROOT / "src"))  # runnable from a checkout without instal
 from asclepius import prompts  # noqa: E402
 from asclepius.engine import Engine, EngineArguments, Request, run_requests  # noqa: E402
 from asclepius.engine.ledger import Ledger  # noqa: E402
+from asclepius.engine.pacing import Pacer  # noqa: E402
 from asclepius.engine.request import estimate_prompt_tokens  # noqa: E402
 from asclepius.testing.openai_server import OpenAIServer, serve_in_subprocess  # noqa: E402
 
 LIMIT_RPM, LATENCY, MAX_TOKENS = 600, 0.2, 64
 THROUGHPUT_GOAL, SHARE_429_GOAL, MEMORY_GOAL = 0.95, 0.01, 1.2
+LIMIT_TPM, NOTE_MAX_TOKENS, TOKEN_FACTORS, TOKEN_GOAL = 400_000, 1024, (0.7, 1.0, 1.3), 0.97
 BATCH_COST_GOAL = 0.5
 
 
@@ -169,6 +180,74 @@ def note_requests(n: int):
         yield Request(prompts.note_messages(f"{reports[i % len(reports)]} (case {i})"))
 
 
+def token_bound_run(n: int, factor: float, tmp: Path, *, learn: bool, refund: bool = True) -> dict:
+    """n note requests against a token-bound server counting tokens `factor` x our estimate."""
+    options = dict(
+        tokens_per_minute=LIMIT_TPM,
+        latency=0.1,
+        latency_jitter=0.1,
+        token_factor=factor,
+        refund_unused_tokens=int(refund),
+    )
+    original = Pacer.learn
+    if not learn:
+        Pacer.learn = lambda self, *args, **kwargs: None  # the engine before it learned from the server
+    try:
+        with serve_in_subprocess(**options) as url:
+            args = EngineArguments(
+                base_url=url,
+                model="bench",
+                max_requests_per_minute=1e9,
+                max_tokens_per_minute=LIMIT_TPM,
+                max_concurrency=64,
+                show_progress=False,
+            )
+            ledger = tmp / f"tokens-{factor}-{learn}-{refund}.sqlite"
+            engine = Engine(args, ledger, default_max_tokens=NOTE_MAX_TOKENS)
+            run_requests(engine, note_requests(n), lambda result: None)
+            with urllib.request.urlopen(url.replace("/v1", "/billing"), timeout=30) as response:
+                billing = json.loads(response.read())
+    finally:
+        Pacer.learn = original
+    records = sorted(billing["records"], key=lambda record: record["time"])
+    span = records[-1]["time"] - records[0]["time"]
+    # What the server's bucket was charged for: the completion if it gave the rest back, else max_tokens.
+    spent = "completion_tokens" if refund else "max_tokens"
+    used = sum(record["prompt_tokens"] + record[spent] for record in records[1:])
+    stats = collections.Counter(billing["stats"])
+    return {"achieved": used / span * 60 / LIMIT_TPM, "share_429": stats["429"] / max(1, sum(stats.values()))}
+
+
+def token_bound(n: int, tmp: Path) -> dict:
+    """Every (server kind, token factor) for the engine, then for the baseline; the runs of one
+    engine are paced (mostly waiting), so they overlap in threads, one event loop each."""
+    out = {}
+    cases = [(refund, factor) for refund in (True, False) for factor in TOKEN_FACTORS]
+    for learn in (True, False):
+        runs: dict = {}
+
+        def one(case, learn=learn, runs=runs):
+            runs[case] = token_bound_run(n, case[1], tmp, learn=learn, refund=case[0])
+
+        threads = [threading.Thread(target=one, args=(case,)) for case in cases]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for (refund, factor), run in sorted(runs.items()):
+            print(
+                f"token-bound, server {'refunds' if refund else 'keeps'} unused max_tokens, counts {factor}x, "
+                f"{'engine' if learn else 'baseline (no learning)'}: {run['achieved']:.3f} of the limit, "
+                f"{run['share_429']:.1%} of responses 429",
+                flush=True,
+            )
+        out["engine" if learn else "baseline"] = {
+            "achieved": min(run["achieved"] for run in runs.values()),
+            "share_429": max(run["share_429"] for run in runs.values()),
+        }
+    return out
+
+
 def batch_vs_sync(n: int, tmp: Path) -> dict:
     """Cost per 1,000 notes from recorded usage, sync vs batch, and the batch run's API calls."""
     out = {}
@@ -267,6 +346,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         batch = batch_vs_sync(200 if args.quick else 1000, Path(tmp))
         engine, baseline = asyncio.run(throughput(n, Path(tmp)))
+        tokens = token_bound(100 if args.quick else 300, Path(tmp))
     for name, result in (("engine", engine), ("cookbook baseline", baseline)):
         print(
             f"{name}: {result['ok']:,} ok in {result['elapsed']:.1f} s = {result['achieved']:.3f} of {LIMIT_RPM} RPM, "
@@ -314,6 +394,25 @@ def main() -> int:
             "goal": f"<= {BATCH_COST_GOAL}x",
             "met": batch["batch"]["cost_per_1000"] <= BATCH_COST_GOAL * batch["sync"]["cost_per_1000"] + 1e-12
             and batch["batch"]["billed"] == batch["sync"]["billed"],
+        },
+        {
+            "name": f"request engine achieved/limit tokens, token-bound: notes prompts, max_tokens "
+            f"{NOTE_MAX_TOKENS}, {LIMIT_TPM:,} TPM per second charged prompt + max_tokens at admission, the "
+            f"server counting {'/'.join(f'{f}x' for f in TOKEN_FACTORS)} our estimate, refunding unused max_tokens or not (lowest of the six); "
+            "baseline = the engine without learning from the server",
+            "value": round(tokens["engine"]["achieved"], 3),
+            "baseline": round(tokens["baseline"]["achieved"], 3),
+            "ratio": round(tokens["engine"]["achieved"] / max(tokens["baseline"]["achieved"], 1e-9), 2),
+            "goal": f">= {TOKEN_GOAL}",
+            "met": tokens["engine"]["achieved"] >= TOKEN_GOAL,
+        },
+        {
+            "name": "request engine share of responses that were 429, token-bound runs (highest of the six)",
+            "value": round(tokens["engine"]["share_429"], 4),
+            "baseline": round(tokens["baseline"]["share_429"], 4),
+            "ratio": round(tokens["engine"]["share_429"] / max(tokens["baseline"]["share_429"], 1e-9), 4),
+            "goal": f"<= {SHARE_429_GOAL:.0%}",
+            "met": tokens["engine"]["share_429"] <= SHARE_429_GOAL,
         },
     ]
     for figure in figures:

@@ -54,16 +54,18 @@ def test_long_run_rate_matches_the_limit():
 
 
 def test_tokens_are_paced_and_a_request_bigger_than_the_burst_still_goes():
-    pacer, clock = make_pacer(tpm=6000, burst_seconds=0.5)  # 100 tokens per second
+    # 100 tokens per second; until the server's headers say more, a request's whole charge must
+    # fit in the 0.5 s burst (50 tokens), and a bigger one goes when the burst is full.
+    pacer, clock = make_pacer(tpm=6000, burst_seconds=0.5)
     times = acquire_times(pacer, clock, [50, 50, 50, 500, 50])
-    assert times == pytest.approx([0.0, 0.0, 0.5, 1.0, 6.0])
+    assert times == pytest.approx([0.0, 0.5, 1.0, 1.5, 6.5])
 
 
 def test_both_limits_apply_at_once():
     pacer, clock = make_pacer(rpm=60, tpm=6000, burst_seconds=0.5)  # 1 req/s, 100 tok/s
     assert acquire_times(pacer, clock, [10, 10, 10]) == pytest.approx([0.0, 0.5, 1.5])  # requests bind
     pacer, clock = make_pacer(rpm=60, tpm=600, burst_seconds=0.5)  # 1 req/s, 10 tok/s
-    assert acquire_times(pacer, clock, [50, 50]) == pytest.approx([0.0, 4.5])  # tokens bind
+    assert acquire_times(pacer, clock, [50, 50]) == pytest.approx([0.0, 5.0])  # tokens bind
 
 
 def test_usage_correction_refunds_unused_tokens():
@@ -75,7 +77,99 @@ def test_usage_correction_refunds_unused_tokens():
         await pacer.acquire(10)
         return clock.now
 
-    assert asyncio.run(main()) == pytest.approx(0.5)
+    # 1 s used, and 0.1 s more must fit in the 0.5 s burst: 0.6 s, not 10.
+    assert asyncio.run(main()) == pytest.approx(0.6)
+
+
+def headers(limit: float, remaining: float, reset: str) -> dict[str, str]:
+    return {
+        "x-ratelimit-limit-tokens": str(limit),
+        "x-ratelimit-remaining-tokens": str(remaining),
+        "x-ratelimit-reset-tokens": reset,
+    }
+
+
+def test_the_servers_token_count_is_learned_from_usage():
+    pacer, _ = make_pacer(tpm=6000)
+    assert pacer.token_cost(100, 50) == 150  # prior: the server counts as we estimate
+    for _ in range(500):  # the server counts 30% more prompt tokens than our estimate
+        pacer.learn(100, 130)
+    assert pacer.token_ratio == pytest.approx(1.3, abs=0.02)
+    assert pacer.token_cost(100, 50) == pytest.approx(180, abs=2)
+    pacer, _ = make_pacer(tpm=6000)
+    for _ in range(500):  # ...or 30% fewer
+        pacer.learn(100, 70)
+    assert pacer.token_ratio == pytest.approx(0.7, abs=0.02)
+
+
+def test_the_servers_bucket_and_a_lower_limit_are_learned_from_its_headers():
+    # 100 tokens/s; the server's bucket holds 1 s: 40 left + 0.6 s x 100 to refill.
+    pacer, clock = make_pacer(tpm=6000)
+    pacer.learn(0, None, headers(6000, 40, "600ms"))
+    # We fill 90% of it: 90 tokens. A request goes when its whole charge fits what is left.
+    assert acquire_times(pacer, clock, [60, 60]) == pytest.approx([0.0, 0.3])
+    # A server limit below ours is the one that binds: 50 tokens/s, a bucket of 2 s (50 left
+    # + 1 s to refill), 90 of its 100 ours: the third 40 waits for 30 more, 0.6 s at 50/s.
+    pacer, clock = make_pacer(tpm=6000)
+    pacer.learn(0, None, headers(3000, 50, "1s"))
+    assert acquire_times(pacer, clock, [40, 40, 40]) == pytest.approx([0.0, 0.0, 0.6])
+
+
+class KeepingServer:
+    """A 6,000 tokens/s server (1 s bucket) that keeps the max_tokens an answer did not use."""
+
+    rate = 6000.0
+
+    def __init__(self, clock: FakeClock):
+        self.clock, self.level, self.updated, self.refused = clock, self.rate, 0.0, 0
+
+    def admit(self, cost: float) -> tuple[bool, dict[str, str]]:
+        now = self.clock.now
+        self.level = min(self.rate, self.level + (now - self.updated) * self.rate)
+        self.updated = now
+        admitted = self.level >= cost
+        if admitted:
+            self.level -= cost
+        else:
+            self.refused += 1
+        reset = f"{max(0, round((self.rate - self.level) / self.rate * 1000))}ms"
+        return admitted, headers(self.rate * 60, max(0, int(self.level)), reset)
+
+
+def test_a_server_that_keeps_unused_max_tokens_is_learned_from_its_remaining_tokens():
+    pacer, clock = make_pacer(tpm=KeepingServer.rate * 60)
+    server = KeepingServer(clock)
+
+    async def main() -> None:
+        for _ in range(100):
+            while True:
+                room = await pacer.acquire(1100)  # 100 prompt + 1,000 max_tokens
+                admitted, answer_headers = server.admit(1100)
+                if admitted:
+                    break
+                pacer.refused(1100, answer_headers, room)
+                await clock.sleep(0.05)
+            pacer.settle(1100, 120)  # 980 unused, which this server keeps
+            pacer.learn(100, 100, answer_headers, room)
+
+    asyncio.run(main())
+    assert pacer.refund_share < 0.1  # at first 1.0 (what servers that refund do), then learned
+    assert server.refused <= 5  # the first few, while it learns; then none
+
+
+def test_a_refused_request_is_not_charged_and_its_headers_teach():
+    pacer, clock = make_pacer(tpm=6000)
+    pacer.learn(0, None, headers(6000, 100, "0ms"))
+
+    async def main() -> float:
+        room = await pacer.acquire(80)
+        pacer.refused(80, headers(6000, 0, "1s"), room)  # the server had nothing left
+        await pacer.acquire(80)
+        return clock.now
+
+    # Our model thought 10 were left after charging 80; the server had 0 before: the
+    # shortfall of 90 is charged, the refused 80 given back: 80 more need 0.8 s.
+    assert asyncio.run(main()) == pytest.approx(0.8 + 0.1, abs=0.05)
 
 
 def test_rate_limit_pauses_everyone_then_slows_down_and_recovers():
