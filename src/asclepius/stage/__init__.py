@@ -15,7 +15,9 @@ Each script calls it in the same order, so that every refusal comes before any w
 
 Modules: :mod:`~asclepius.stage.files` (card, working state, atomic writes),
 :mod:`~asclepius.stage.folder` (state, lock, checks), :mod:`~asclepius.stage.provenance`
-(public / restricted / unknown; unknown is restricted), :mod:`~asclepius.stage.policy`
+(public / restricted / unknown; unknown is restricted; ``classify`` is the one entry point),
+:mod:`~asclepius.stage.stamps` (the stamp inside parquet, safetensors and cards, which
+travels with a copied file), :mod:`~asclepius.stage.policy`
 (no public push, allowed endpoints only), :mod:`~asclepius.stage.cards` (one renderer,
 templates as package data), :mod:`~asclepius.stage.push` (never tokens or pickles).
 """

@@ -21,6 +21,7 @@ from asclepius.errors import InputError
 from asclepius.stage.files import work_dir
 from asclepius.stage.provenance import read_marker
 from asclepius.stage.stamps import stamp_weights
+from asclepius.training.stamping import stamped_saves
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,11 @@ class AsclepiusTrainer(SFTTrainer):
         """Save as the Trainer does (final model and every checkpoint), then stamp the weights with the
         run's provenance, read from the marker the stage wrote before the first step: a checkpoint
         copied elsewhere is still recognised."""
-        super()._save(output_dir, state_dict=state_dict)
-        if self.args.should_save:
-            stamp_weights(output_dir or self.args.output_dir, read_marker(self.args.output_dir))
+        provenance = read_marker(self.args.output_dir)
+        with stamped_saves(provenance):
+            super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:  # and stamp what the save wrote another way (a peft adapter)
+            stamp_weights(output_dir or self.args.output_dir, provenance)
 
     def training_step(self, model, inputs, *args, **kwargs):
         if self.batch_log is not None:
