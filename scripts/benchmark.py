@@ -22,6 +22,7 @@ from asclepius.evaluation.benchmarks import (
     BenchmarkArguments,
     build_results,
     check_data,
+    check_models,
     data_sources,
     evaluate_pairs,
     predictions_jsonl,
@@ -44,8 +45,9 @@ def main() -> None:
 
     # 1. Refusals first: the data are installed, the models exist; the folder inherits the models'
     #    provenance (a restricted model's results are restricted) after the benchmark data's (MIT).
-    folder = StageFolder.open(args.output_dir, overwrite=args.overwrite)
     check_data(args.tasks, args.data_source)
+    check_models(args.models)
+    folder = StageFolder.open(args.output_dir, overwrite=args.overwrite)
     sources = data_sources(args.tasks, args.data_source)
     data = [declare_source(sources[task], license=BENCHMARK_TASKS[task].license) for task in args.tasks]
     models = {model: classify(model, kind="model") for model in args.models}

@@ -25,9 +25,13 @@ def test_chain_runs_against_transformers_serve(tiny_serve, tmp_path):
         "answers": tmp_path / "instructions",
     }
     flags = ["--config", "recipes/tiny/data.yaml", "--base_url", base_url, "--model", model_path,
-             "--notes_dir", str(folders["notes"]), "--questions_dir", str(folders["questions"]),
-             "--instructions_dir", str(folders["answers"]), "--show_progress", "false", "--max_tokens", "16"]  # fmt: skip
-    for stage, extra in (("notes", ["--limit", "8"]), ("questions", []), ("answers", [])):
+             "--show_progress", "false", "--max_tokens", "16"]  # fmt: skip
+    chain = {  # each stage takes only its own folders
+        "notes": ["--limit", "8", "--output_dir", str(folders["notes"])],
+        "questions": ["--input", str(folders["notes"]), "--output_dir", str(folders["questions"])],
+        "answers": ["--input", str(folders["questions"]), "--output_dir", str(folders["answers"])],
+    }
+    for stage, extra in chain.items():
         process = run_script(f"make_{stage}.py", *flags, *extra, env=env)
         assert process.returncode == 0, process.stderr[-3000:]
         assert is_finished(folders[stage])

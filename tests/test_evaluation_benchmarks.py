@@ -207,6 +207,16 @@ def test_intervals_and_paired_differences():
     assert better["difference"] == 0.75 and better["ci95"][0] > 0
 
 
+def test_a_missing_model_folder_is_refused_before_the_output_folder_is_touched(tmp_path):
+    from asclepius.errors import InputError
+
+    with pytest.raises(SystemExit) as exit_code:
+        run_script("--models", tmp_path / "no-such-model", "--limit", 1, "--output_dir", tmp_path / "out")
+    assert exit_code.value.code == 2 and not (tmp_path / "out").exists()
+    with pytest.raises(InputError, match="no such model folder"):
+        benchmarks.check_models(["./missing"])
+
+
 def test_unknown_task_and_bad_limit_are_one_line_errors(tmp_path):
     from asclepius.errors import InputError
     from asclepius.recipes import parse_recipe

