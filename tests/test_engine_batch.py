@@ -394,3 +394,24 @@ def test_judge_replies_in_json_schema_go_through_batches(tmp_path):
         results: list = []
         run_requests(batch_engine(server.base_url, tmp_path / "ledger.sqlite"), [request], results.append)
     assert seen == [schema] and results[0].content == '{"A": 4}'
+
+
+def test_raw_prompts_go_to_the_completions_endpoint_in_batches_as_in_sync_calls(tmp_path, make_engine):
+    """A raw (completions) request: the same answer and key through the Batch API as synchronously."""
+    requests = [Request.raw(f"### Instruction:\nraw prompt number {i}\n\n### Response:\n") for i in range(6)]
+    with OpenAIServer() as server:
+        sync: list = []
+        run_requests(make_engine(server.base_url, ledger=tmp_path / "sync.sqlite", default_max_tokens=64),
+                     requests, sync.append)  # fmt: skip
+        batch: list = []
+        run_requests(batch_engine(server.base_url, tmp_path / "batch.sqlite"), requests, batch.append)
+        records = server.billing.records()
+        assert {r["endpoint"] for r in records} == {"completions"} and len(records) == 12
+        assert server.batch.calls["batches.create"] == 1
+    assert [(r.key, r.content) for r in batch] == [(r.key, r.content) for r in sync]
+    assert all(r.ok and r.content for r in batch)
+    # A chat request with the same text is another request: another key, another answer.
+    chat = Request([{"role": "user", "content": requests[0].prompt}])
+    assert make_engine("http://127.0.0.1:9/v1").key(chat) != make_engine("http://127.0.0.1:9/v1").key(
+        requests[0]
+    )

@@ -217,6 +217,8 @@ def test_generate_script_answers_through_an_endpoint_once(tmp_path, monkeypatch,
         assert set(rows["model"]) == {"served-model"} and all(g.startswith("[") for g in rows["generated"])
         sent = server.billing.records()
         assert len(sent) == 6 and all(r["temperature"] == 0.0 for r in sent)  # greedy = temperature 0
+        # A raw style is a completion of its exact bytes, not a chat turn the server would template.
+        assert {r["endpoint"] for r in sent} == {"completions"}
         run_script("generate.py", argv, monkeypatch)  # a rerun is served by the ledger
         assert (
             len(server.billing) == 6 and load_dataset(str(output))["test"]["generated"] == rows["generated"]
@@ -242,21 +244,21 @@ def test_answers_folders_with_the_same_name_are_read_fresh(tmp_path):
 
 
 def test_endpoint_prompts_are_cut_in_the_note_by_the_engine_estimate():
-    from asclepius.engine.request import estimate_prompt_tokens
-    from asclepius.evaluation.generation import fit_api_messages
+    from asclepius.engine.request import estimate_request_tokens
+    from asclepius.evaluation.generation import fit_api_request
     from asclepius.evaluation.prompting import TruncationLog
 
     log = TruncationLog()
     note, question = "NOTESTART " + "fever and cough " * 300, "Which antibiotics were given?"
-    messages = fit_api_messages("medalpaca", note, question, 200, log)
-    content = messages[0]["content"]
-    assert estimate_prompt_tokens(messages) <= 200 and log.prompts_cut == 1 and log.note_tokens_cut > 0
+    request = fit_api_request("medalpaca", note, question, 200, log, index=3)
+    content = request.prompt
+    assert estimate_request_tokens(request) <= 200 and log.prompts_cut == 1 and log.note_tokens_cut > 0
     assert "NOTESTART fever" in content and content.endswith("\n\n### Response:\n")
-    assert f"### Instruction:\n{question}\n\n" in content
-    assert fit_api_messages("medalpaca", "short", question, 200, log)[0]["content"].count("short") == 1
+    assert f"### Instruction:\n{question}\n\n" in content and request.metadata == {"index": 3}
+    assert fit_api_request("medalpaca", "short", question, 200, log).prompt.count("short") == 1
     assert log.prompts_cut == 1
     with pytest.raises(InputError, match="template and question alone exceed"):
-        fit_api_messages("medalpaca", note, question, 20, log)
+        fit_api_request("medalpaca", note, question, 20, log)
 
 
 def test_a_model_in_a_subfolder_loads_like_chatdoctor(tiny_model_path, tmp_path):

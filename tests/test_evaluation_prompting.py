@@ -9,7 +9,7 @@ from asclepius.errors import InputError
 from asclepius.evaluation.config import PROMPT_STYLE_CHOICES
 from asclepius.evaluation.generation import LocalGenerator
 from asclepius.evaluation.prompting import (
-    api_messages,
+    api_request,
     fit_note,
     model_prompt_format,
     render_prompt,
@@ -64,7 +64,8 @@ PADDED_NOTE, PADDED_QUESTION = f"\n{NOTE}\n\n", f"{QUESTION}\n"
 )
 def test_paper_styles_are_byte_identical(style, expected):
     assert render_prompt(style, PADDED_NOTE, PADDED_QUESTION).encode() == expected.encode()
-    assert api_messages(style, PADDED_NOTE, PADDED_QUESTION)[0]["content"] == expected
+    request = api_request(style, PADDED_NOTE, PADDED_QUESTION)  # an endpoint gets the same bytes, raw
+    assert request.prompt == expected and request.messages == []
 
 
 def test_every_style_has_its_own_hash_and_unknown_styles_fail():
@@ -133,9 +134,10 @@ def test_chat_template_style_needs_a_template():
         render_prompt("chat_template", NOTE, QUESTION, NoTemplate())
 
 
-def test_endpoints_get_the_styled_prompt_as_one_user_message():
-    assert api_messages("alpaca", NOTE, QUESTION) == [
-        {"role": "user", "content": render_prompt("alpaca", NOTE, QUESTION)}
-    ]
-    # The server applies the model's chat template: the message is the published prompt.
-    assert api_messages("chat_template", NOTE, QUESTION) == api_messages("asclepius", NOTE, QUESTION)
+def test_endpoints_get_raw_styles_as_completions_and_the_chat_style_as_a_user_turn():
+    raw = api_request("alpaca", NOTE, QUESTION)
+    assert (raw.prompt, raw.messages) == (render_prompt("alpaca", NOTE, QUESTION), [])
+    # The server applies the model's chat template: the one user turn is the published prompt.
+    chat = api_request("chat_template", NOTE, QUESTION)
+    assert chat.prompt is None
+    assert chat.messages == [{"role": "user", "content": render_prompt("asclepius", NOTE, QUESTION)}]

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from asclepius.engine.client import CallError, _status_error
 from asclepius.engine.ledger import Entry, Shard
-from asclepius.engine.request import Request, Result, estimate_prompt_tokens
+from asclepius.engine.request import Request, Result, estimate_request_tokens
 from asclepius.errors import InputError
 
 logger = logging.getLogger("asclepius.engine")
@@ -67,16 +67,24 @@ class BatchAPIError(InputError):
 def request_line(engine, request: Request, key: str) -> dict[str, Any]:
     """One Batch API input line; the same body a synchronous call sends."""
     temperature, max_tokens = engine.sampling(request)
-    url = "/chat/completions" if engine.args.azure_api_version else "/v1/chat/completions"
+    path = "/completions" if request.prompt is not None else "/chat/completions"
+    url = path if engine.args.azure_api_version else "/v1" + path
+    content = {"prompt": request.prompt} if request.prompt is not None else {"messages": request.messages}
     body = {
         "model": engine.args.model,
-        "messages": request.messages,
+        **content,
         "temperature": temperature,
         "max_tokens": max_tokens,
     }
     if getattr(request, "response_format", None):
         body["response_format"] = request.response_format
     return {"custom_id": key, "method": "POST", "url": url, "body": body}
+
+
+def shard_endpoint(shard) -> str:
+    """The endpoint of a batch: its file's lines' (chat or raw completions, one kind per file)."""
+    with open(shard.path, encoding="utf-8") as handle:
+        return json.loads(handle.readline())["url"]
 
 
 def entry_from_line(line: dict, attempts: int = 1) -> tuple[str, Entry | None, bool]:
@@ -95,11 +103,12 @@ def entry_from_line(line: dict, attempts: int = 1) -> tuple[str, Entry | None, b
     if status == 200:
         choices = body.get("choices") or []
         message = (choices[0].get("message") if choices else None) or None
-        if message is None:
+        text = choices[0].get("text") if choices else None  # a /v1/completions line
+        if message is None and text is None:
             reason = "malformed response: no choices"
             return key, Entry(key, "failed", None, None, 0, 0, reason, True, attempts), True
         usage = body.get("usage") or {}
-        content = message.get("content") or ""
+        content = (message.get("content") if message is not None else text) or ""
         return (
             key,
             Entry(
@@ -221,9 +230,9 @@ class BatchRun:
             order.append((request, key, key in pending))
             if key not in pending:
                 size = len(self.line(request, key))
-                tokens = estimate_prompt_tokens(request.messages) + engine.sampling(request)[1]
+                tokens = estimate_request_tokens(request) + engine.sampling(request)[1]
                 worst = self.args.estimate_cost(
-                    estimate_prompt_tokens(request.messages), engine.sampling(request)[1], batch=True
+                    estimate_request_tokens(request), engine.sampling(request)[1], batch=True
                 )
                 pending[key] = _Pending(key, request, engine.resume_key(request), size, tokens, worst or 0.0)
         summary.batch_rounds.append(len(pending))
@@ -313,7 +322,11 @@ class BatchRun:
             current, size, tokens = [], 0, 0
 
         for item in items:
-            too_many = len(current) >= args.batch_max_requests
+            # One endpoint per batch: chat and raw completions never share a file.
+            other_kind = bool(current) and (current[0].request.prompt is None) != (
+                item.request.prompt is None
+            )
+            too_many = other_kind or len(current) >= args.batch_max_requests
             too_big = size + item.size > args.batch_max_bytes
             limit = args.batch_max_enqueued_tokens
             too_long = limit is not None and tokens + item.tokens > limit
@@ -418,7 +431,7 @@ class BatchRun:
         batch = await self.call(
             client.batches.create,
             input_file_id=shard.file_id,
-            endpoint="/chat/completions" if self.args.azure_api_version else "/v1/chat/completions",
+            endpoint=shard_endpoint(shard),
             completion_window=self.args.batch_completion_window,
             metadata={"asclepius_shard": shard.shard},
             what="batches.create",

@@ -197,13 +197,24 @@ async def complete(
     temperature: float,
     max_tokens: int,
     response_format: dict | None = None,
+    *,
+    prompt: str | None = None,
 ) -> Answer:
-    """One chat completion attempt; raises CallError on anything but a usable body."""
+    """One completion attempt; raises CallError on anything but a usable body.
+
+    Chat (``messages``, the server applies the model's chat template), or with ``prompt``
+    a raw completion (``/v1/completions``): the model continues those bytes as given.
+    """
     extra = {"response_format": response_format} if response_format else {}
     try:
-        completion = await client.chat.completions.create(
-            model=model, messages=messages, temperature=temperature, max_tokens=max_tokens, **extra
-        )
+        if prompt is not None:
+            completion = await client.completions.create(
+                model=model, prompt=prompt, temperature=temperature, max_tokens=max_tokens
+            )
+        else:
+            completion = await client.chat.completions.create(
+                model=model, messages=messages, temperature=temperature, max_tokens=max_tokens, **extra
+            )
     except openai.APIStatusError as error:
         raise _status_error(error) from None
     except openai.APITimeoutError:
@@ -214,10 +225,11 @@ async def complete(
         # A truncated or garbled 200 body: the server may well answer properly next time.
         raise CallError(f"malformed response: {type(error).__name__}", retryable=True) from None
     choices = getattr(completion, "choices", None)  # a non-JSON body comes back as a plain str
-    if not choices or getattr(choices[0], "message", None) is None:
+    field = "text" if prompt is not None else "message"
+    if not choices or getattr(choices[0], field, None) is None:
         raise CallError("malformed response: no choices", retryable=True)
     choice = choices[0]
-    content = choice.message.content or ""
+    content = (choice.text if prompt is not None else choice.message.content) or ""
     usage = getattr(completion, "usage", None)
     # Some OpenAI-compatible servers omit usage; estimate so pacing and counts stay sane.
     prompt_tokens = getattr(usage, "prompt_tokens", None)
@@ -225,6 +237,10 @@ async def complete(
     return Answer(
         content=content,
         finish_reason=choice.finish_reason,
-        prompt_tokens=int(prompt_tokens if prompt_tokens is not None else estimate_prompt_tokens(messages)),
+        prompt_tokens=int(
+            prompt_tokens
+            if prompt_tokens is not None
+            else (len(prompt) // 4 + 3 if prompt is not None else estimate_prompt_tokens(messages))
+        ),
         completion_tokens=int(completion_tokens if completion_tokens is not None else len(content) // 4),
     )

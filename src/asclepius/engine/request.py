@@ -27,6 +27,14 @@ class Request:
     # Sent as is (structured outputs). NOT part of the key: a caller that sets it must also change
     # the messages (the judge appends its JSON instruction), so a plain reply is never reused for it.
     response_format: dict | None = None
+    # A raw prompt (messages empty): sent to /v1/completions byte for byte, no chat template applied.
+    # Part of the key, so a raw answer is never served for a chat request or the reverse.
+    prompt: str | None = None
+
+    @classmethod
+    def raw(cls, prompt: str, **fields: Any) -> Request:
+        """A completions request: the model continues ``prompt`` exactly as given."""
+        return cls(messages=[], prompt=prompt, **fields)
 
 
 @dataclass
@@ -74,6 +82,13 @@ def scoped_resume_key(resume_key: str, model: str, *, endpoint: str | None = Non
     requests, never relabel the old answers as the new teacher's.
     """
     return "resume:" + request_key(model, [{"resume_key": resume_key}], endpoint=endpoint, **sampling)
+
+
+def estimate_request_tokens(request: Request) -> int:
+    """The prompt estimate of a chat or a raw (completions) request."""
+    if request.prompt is not None:
+        return len(request.prompt) // 4 + 3
+    return estimate_prompt_tokens(request.messages)
 
 
 def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:

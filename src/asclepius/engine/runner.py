@@ -36,7 +36,7 @@ from asclepius.engine.request import (
     Request,
     Result,
     endpoint_identity,
-    estimate_prompt_tokens,
+    estimate_request_tokens,
     request_key,
     scoped_resume_key,
 )
@@ -139,6 +139,7 @@ class Engine:
             endpoint=endpoint_identity(self.endpoint),
             temperature=temperature,
             max_tokens=max_tokens,
+            prompt=request.prompt,  # None for chat requests: their keys are unchanged
         )
 
     def resume_key(self, request: Request) -> str | None:
@@ -156,7 +157,7 @@ class Engine:
 
     def worst_cost(self, request: Request) -> float:
         """USD if the request used all of its max_tokens (0 when no price is known)."""
-        cost = self.args.estimate_cost(estimate_prompt_tokens(request.messages), self.sampling(request)[1])
+        cost = self.args.estimate_cost(estimate_request_tokens(request), self.sampling(request)[1])
         return cost or 0.0
 
     def client(self):
@@ -268,7 +269,7 @@ class Engine:
                     s.from_ledger += 1
                     continue
                 s.to_send += 1
-                s.estimated_prompt_tokens += estimate_prompt_tokens(request.messages)
+                s.estimated_prompt_tokens += estimate_request_tokens(request)
                 s.estimated_completion_tokens += self.sampling(request)[1]
             s.spent_before = ledger.spent() if ledger is not None else 0.0
         finally:
@@ -430,7 +431,7 @@ class _Run:
     async def _call_with_retries(self, request: Request, key: str) -> Entry:
         args, summary, secret = self.args, self.summary, self.engine._api_key
         temperature, max_tokens = self.engine.sampling(request)
-        estimate = estimate_prompt_tokens(request.messages) + max_tokens
+        estimate = estimate_request_tokens(request) + max_tokens
         reason = "no attempt"
         for attempt in range(1, args.max_attempts + 1):
             await self.pacer.acquire(estimate)
@@ -444,6 +445,7 @@ class _Run:
                     temperature,
                     max_tokens,
                     request.response_format,
+                    prompt=request.prompt,
                 )
             except CallError as error:
                 reason = secret.scrub(error.reason)

@@ -27,11 +27,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from asclepius.engine.request import estimate_prompt_tokens
+from asclepius.engine.request import estimate_request_tokens
 from asclepius.evaluation.config import DEFAULT_MAX_NEW_TOKENS, GenerateArguments
 from asclepius.evaluation.prompting import (
     TruncationLog,
-    api_messages,
+    api_request,
     fit_note,
     render_prompt,
     renders_special_tokens,
@@ -394,12 +394,14 @@ def generate_api(
 ):
     """Answers from an OpenAI-compatible endpoint; returns (answers or None, errors, summary).
 
+    A raw prompt style is sent to ``/v1/completions`` in its exact bytes (no chat template,
+    so a model without one works too); ``chat_template`` to ``/v1/chat/completions``.
     A permanently failed row (content filter, HTTP 400...) gets ``None`` and its reason;
     the judge counts it as a model without an answer for that item. With
     ``max_prompt_tokens``, a longer prompt (by the engine's tokenizer-free estimate) has
     its note cut to fit, counted in ``truncation``.
     """
-    from asclepius.engine import Engine, Request, run_requests
+    from asclepius.engine import Engine, run_requests
 
     if decoding.num_beams > 1 or decoding.top_p is not None:
         logger.warning(
@@ -420,8 +422,7 @@ def generate_api(
 
     def requests():
         for index, (note, question) in enumerate(zip(notes, questions)):
-            messages = fit_api_messages(prompt_style, note, question, max_prompt_tokens, truncation)
-            yield Request(messages=messages, metadata={"index": index})
+            yield fit_api_request(prompt_style, note, question, max_prompt_tokens, truncation, index=index)
 
     def on_result(result) -> None:
         index = result.request.metadata["index"]
@@ -441,24 +442,27 @@ def generate_api(
     return answers, errors, summary
 
 
-def fit_api_messages(
+def fit_api_request(
     prompt_style: str,
     note: str,
     question: str,
     max_prompt_tokens: int | None,
     truncation: TruncationLog,
-) -> list[dict[str, str]]:
-    """The messages for one row, the note cut (by characters) so the estimate fits ``max_prompt_tokens``."""
-    messages = api_messages(prompt_style, note, question)
-    if max_prompt_tokens is None or estimate_prompt_tokens(messages) <= max_prompt_tokens:
-        return messages
+    *,
+    index: int | None = None,
+):
+    """The request for one row (raw or chat by style), the note cut (by characters) so the estimate fits."""
+    metadata = {"index": index}
+    request = api_request(prompt_style, note, question, metadata=metadata)
+    if max_prompt_tokens is None or estimate_request_tokens(request) <= max_prompt_tokens:
+        return request
     cut_note, characters_cut = fit_note(
         list(note),
         "".join,
-        lambda text: estimate_prompt_tokens(api_messages(prompt_style, text, question)),
+        lambda text: estimate_request_tokens(api_request(prompt_style, text, question)),
         max_prompt_tokens,
         what="prompt for the endpoint",
     )
     # Recorded in estimated tokens (about 4 characters each), like the budget.
     truncation.record(-(-characters_cut // 4))
-    return api_messages(prompt_style, cut_note, question)
+    return api_request(prompt_style, cut_note, question, metadata=metadata)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asclepius import prompts
+from asclepius.engine.request import Request
 from asclepius.errors import InputError
 from asclepius.evaluation.config import PROMPT_STYLE_CHOICES
 from asclepius.stage.files import WORK_DIR_NAME, read_card_metadata
@@ -28,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 # Where a trained model folder records its training prompt (card YAML key, or the stage's facts file).
 PROMPT_FORMAT_KEY = "prompt_format"
+# Styles whose prompt is a chat turn: an endpoint wraps it in the model's chat template
+# (/v1/chat/completions). Every other style is text the model continues as it is (/v1/completions).
+CHAT_STYLES = ("chat_template",)
 
 
 def prompt_template(style: str) -> str:
@@ -72,14 +76,20 @@ def renders_special_tokens(style: str) -> bool:
     return style == "chat_template"
 
 
-def api_messages(style: str, note: str, question: str) -> list[dict[str, str]]:
-    """The chat messages for an OpenAI-compatible endpoint: the styled prompt as the one user turn.
+def api_request(style: str, note: str, question: str, **fields) -> Request:
+    """The request to an OpenAI-compatible endpoint for one (note, question), in the style's exact bytes.
 
-    The server applies the model's chat template, so ``chat_template`` and ``asclepius``
-    send the same message.
+    A raw style (the paper's formats, ``asclepius``) is a completions request: the server
+    tokenizes the prompt as given (BOS added by the tokenizer, as locally) and applies no
+    chat template, so a served model sees what it sees under the transformers backend. The
+    chat style sends the published prompt as the one user turn; the server applies the
+    model's chat template, as ``chat_template`` does locally.
     """
-    text_style = "asclepius" if style == "chat_template" else style
-    return [{"role": "user", "content": render_prompt(text_style, note, question)}]
+    if style in CHAT_STYLES:
+        return Request(
+            [{"role": "user", "content": prompts.render_inference_prompt(note, question)}], **fields
+        )
+    return Request.raw(render_prompt(style, note, question), **fields)
 
 
 # --- which bytes a trained model expects ------------------------------------------------

@@ -20,7 +20,9 @@ As a subprocess (prints its port on the first line of stdout):
         --billing-log billing.json
 
 Endpoints: POST /v1/chat/completions (non-streaming; any path ending in /chat/completions,
-so Azure-style deployment URLs work too), GET /v1/models, GET /health, GET /billing
+so Azure-style deployment URLs work too), POST /v1/completions (a raw ``prompt``, answered in
+``choices[0].text``; the responder also sees the prompt as one user message, and billing
+records say which endpoint), GET /v1/models, GET /health, GET /billing
 (this server only: the billing log, status counts and Batch API call counts as JSON), and
 the Batch API: POST/GET /v1/files, GET /v1/files/{id}[/content], POST/GET /v1/batches,
 GET /v1/batches/{id}, POST /v1/batches/{id}/cancel (see BatchService).
@@ -66,9 +68,29 @@ def count_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+def request_content(body: dict) -> list[dict] | None:
+    """What a request asks: its chat messages, or a raw completion's prompt as [{"prompt": ...}]."""
+    if "prompt" in body and "messages" not in body:
+        prompt = body["prompt"]
+        return [{"prompt": prompt}] if isinstance(prompt, str) and prompt else None
+    messages = body.get("messages")
+    return messages if isinstance(messages, list) and messages else None
+
+
+def responder_view(body: dict) -> dict:
+    """The body a responder sees: a raw prompt also as one user message, so chat responders answer it.
+
+    The wire protocol is unchanged (the answer is a text completion); billing records say
+    which endpoint was called.
+    """
+    if "prompt" in body and "messages" not in body:
+        return {**body, "messages": [{"role": "user", "content": str(body["prompt"])}]}
+    return body
+
+
 def default_responder(body: dict) -> str:
-    """Deterministic per request (same messages -> same text), different across requests."""
-    digest = messages_hash(body.get("messages", []))
+    """Deterministic per request (same messages or prompt -> same text), different across requests."""
+    digest = messages_hash(request_content(body) or [])
     rng = random.Random(digest)
     return f"[{digest[:12]}] " + " ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 25)))
 
@@ -267,13 +289,13 @@ class BatchService:
         """One line of the output or error file (billed when answered)."""
         app, body = self.app, line["body"]
         request_id = f"req_{self.app._rng.randrange(1 << 48):012x}"
-        messages = body.get("messages")
-        digest = messages_hash(messages) if isinstance(messages, list) else ""
+        messages = request_content(body)
+        digest = messages_hash(messages) if messages is not None else ""
         with app._lock:
             app.attempts[digest] += 1
             roll = app._rng.random()
         status, payload, bill = 500, _error("Injected server error.", "server_error"), None
-        if not isinstance(messages, list) or not messages:
+        if messages is None:
             status, payload = 400, _error("'messages' must be a non-empty list.", "invalid_request_error")
         elif app.reject is not None and app.reject(body):
             status, payload = (
@@ -281,7 +303,9 @@ class BatchService:
                 _error("This request was rejected by the test server.", "invalid_request_error"),
             )
         elif roll >= self.error_rate:
-            prompt_tokens = sum(count_tokens(str(m.get("content") or "")) for m in messages)
+            prompt_tokens = sum(
+                count_tokens(str(m.get("content") or m.get("prompt") or "")) for m in messages
+            )
             max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
             try:
                 payload, bill = app.complete(body, digest, prompt_tokens, max_tokens, None)
@@ -525,7 +549,7 @@ class OpenAIServer:
         self, body: dict, digest: str, prompt_tokens: int, max_tokens: int, fault: str | None
     ) -> tuple[dict, dict]:
         """The answer's body and its billing record (the responder may raise)."""
-        text = self.responder(body)
+        text = self.responder(responder_view(body))
         finish_reason = "stop"
         if fault == "length" or count_tokens(text) > max_tokens:
             text, finish_reason = text[: min(len(text) // 2, max_tokens * 4)], "length"
@@ -538,6 +562,7 @@ class OpenAIServer:
         payload = _completion_payload(body, digest, text, finish_reason, prompt_tokens, completion_tokens)
         bill = {
             "hash": digest,
+            "endpoint": "completions" if "prompt" in body else "chat.completions",
             "model": payload["model"],
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -556,9 +581,14 @@ class OpenAIServer:
         if self.models is not None and body.get("model") not in self.models:
             message = f"The model `{body.get('model')}` does not exist or you do not have access to it."
             return 404, {}, _error(message, "model_not_found"), "404"
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            return 400, {}, _error("'messages' must be a non-empty list.", "invalid_request_error"), "400"
+        messages = request_content(body)
+        if messages is None:
+            what = (
+                "'prompt' must be a non-empty string"
+                if "prompt" in body
+                else "'messages' must be a non-empty list"
+            )
+            return 400, {}, _error(f"{what}.", "invalid_request_error"), "400"
         digest = messages_hash(messages)
         with self._lock:
             self.attempts[digest] += 1
@@ -569,7 +599,7 @@ class OpenAIServer:
                 _error("This request was rejected by the test server.", "invalid_request_error"),
                 "400",
             )
-        prompt_tokens = sum(count_tokens(str(m.get("content") or "")) for m in messages)
+        prompt_tokens = sum(count_tokens(str(m.get("content") or m.get("prompt") or "")) for m in messages)
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
         wait, headers = self._admit(prompt_tokens + max_tokens)
         if wait > 0:
@@ -604,14 +634,15 @@ class OpenAIServer:
 def _completion_payload(
     body: dict, digest: str, text: str | None, finish_reason: str, prompt_tokens: int, completion_tokens: int
 ) -> dict:
+    """A chat completion, or for a raw ``prompt`` a text completion (``choices[0].text``)."""
+    raw = "prompt" in body and "messages" not in body
+    choice = {"text": text} if raw else {"message": {"role": "assistant", "content": text}}
     return {
-        "id": f"chatcmpl-{digest[:24]}",
-        "object": "chat.completion",
+        "id": f"{'cmpl' if raw else 'chatcmpl'}-{digest[:24]}",
+        "object": "text_completion" if raw else "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", "test-model"),
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
-        ],
+        "choices": [{"index": 0, **choice, "finish_reason": finish_reason}],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -728,7 +759,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._batch_post(app.batch, raw)
             return
         # Any prefix: Azure clients post to /openai/deployments/<name>/chat/completions?api-version=...
-        if not self.path.split("?", 1)[0].endswith("/chat/completions"):
+        # /completions (raw prompts, no chat template) is answered by the same code.
+        if not self.path.split("?", 1)[0].endswith("/completions"):
             self._send(404, {}, json.dumps(_error(f"no route {self.path}", "not_found")).encode())
             return
         if app.redirect_to is not None:
