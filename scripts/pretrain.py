@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from asclepius.recipes import parse_recipe
     from asclepius.training import stage
-    from asclepius.training.formatting import unique_notes
+    from asclepius.training.formatting import original_pretraining_blocks, unique_notes
     from asclepius.training.trainer import build_trainer
 
     script_args, training_args, model_args = parse_recipe("pretrain", argv)
@@ -43,13 +43,21 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     # 2. Tokenizer (pad never = bos) and trainer; TRL loads the model named in the recipe,
-    #    adds EOS to each note, tokenizes, and packs (wrapped: fixed blocks).
+    #    adds EOS to each note, tokenizes, and packs (wrapped: fixed blocks). pretrain_stream
+    #    original: the original's one stream of BOS-note-EOS-BOS, cut here; TRL then only trains.
     tokenizer = stage.tokenizer_for(model_args, training_args)
+    train_blocks = train_notes
+    if script_args.pretrain_stream == "original":
+        train_blocks = original_pretraining_blocks(
+            train_notes, tokenizer, block_size=training_args.max_length, seed=training_args.seed,
+            source=script_args.dataset_name,
+        )  # fmt: skip
+        training_args.packing = False  # the blocks are whole already
     trainer = build_trainer(
         model_args=model_args,
         training_args=training_args,
         tokenizer=tokenizer,
-        train_dataset=train_notes,
+        train_dataset=train_blocks,
         eval_dataset=test_notes,
         log_batch_fingerprints=script_args.log_batch_fingerprints,
     )

@@ -8,6 +8,8 @@ from datasets import Dataset
 from asclepius.errors import InputError
 from asclepius.prompts import INFERENCE_PROMPT, render_inference_prompt
 from asclepius.training.formatting import (
+    original_pretraining_blocks,
+    original_stream_blocks,
     to_prompt_completion,
     tokenize_for_sft,
     tokenize_prompt_completion,
@@ -200,3 +202,45 @@ def test_the_learning_signal_scores_answers_in_the_training_prompt_format(tokeni
         prompt = render_training_prompt(note, question, prompt_format)
         [example] = answer_examples(tokenizer, [note], [question], [answer], prompt_format=prompt_format)
         assert example["input_ids"] == tokenize_prompt_completion(tokenizer, prompt, completion)["input_ids"]
+
+
+def test_the_original_pretraining_stream_of_three_toy_notes():
+    # Each note's ids start with the BOS its tokenizer adds (1); EOS is 2.
+    notes = [[1, 10, 11], [1, 12], [1, 13, 14, 15]]
+    blocks = original_stream_blocks(notes, bos_token_id=1, eos_token_id=2, block_size=5)
+    # One BOS, then every note + EOS + BOS: 1 | 1 10 11 2 1 | 1 12 2 1 | 1 13 14 15 2 1  (16 tokens)
+    assert blocks == [[1, 1, 10, 11, 2], [1, 1, 12, 2, 1], [1, 13, 14, 15, 2]]  # the last 1 dropped
+    assert original_stream_blocks(notes, bos_token_id=1, eos_token_id=2, block_size=17) == []
+
+
+def test_original_pretraining_blocks_from_notes_with_the_tiny_tokenizer(tokenizer):
+    texts = ["Pt w/ CP.", "Hip fx, ORIF.", "Fever x3d."]
+    blocks = original_pretraining_blocks(
+        Dataset.from_dict({"text": texts}), tokenizer, block_size=8, seed=None
+    )
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    stream = [bos]
+    for text in texts:
+        ids = tokenizer(text)["input_ids"]
+        stream += (ids if ids[:1] == [bos] else [bos, *ids]) + [eos, bos]
+    assert [token for block in blocks["input_ids"] for token in block] == stream[: len(stream) // 8 * 8]
+    assert all(len(block) == 8 for block in blocks["input_ids"])
+    # Seeded: the same shuffle on a rerun.
+    again = original_pretraining_blocks(Dataset.from_dict({"text": texts}), tokenizer, block_size=8, seed=3)
+    assert (
+        again["input_ids"]
+        == original_pretraining_blocks(Dataset.from_dict({"text": texts}), tokenizer, block_size=8, seed=3)[
+            "input_ids"
+        ]
+    )
+    with pytest.raises(InputError, match="less than one 4096-token block"):
+        original_pretraining_blocks(Dataset.from_dict({"text": texts}), tokenizer, block_size=4096, seed=None)
+
+
+def test_pretrain_stream_is_a_pretraining_option_checked_at_parse_time():
+    from asclepius.training.config import PretrainScriptArguments
+
+    assert PretrainScriptArguments(dataset_name="d").pretrain_stream == "packed"
+    assert PretrainScriptArguments(dataset_name="d", pretrain_stream="original").pretrain_stream == "original"
+    with pytest.raises(ValueError, match="--pretrain_stream must be one of packed, original"):
+        PretrainScriptArguments(dataset_name="d", pretrain_stream="global")

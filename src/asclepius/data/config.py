@@ -230,7 +230,8 @@ class QuestionsArguments(HubDatasetArguments, QuestionsFolder, NotesFolder, Teac
     dedup_threshold: float = field(
         default=0.7,
         metadata={
-            "help": "Drop a question whose ROUGE-L F1 with a question of its task's pool exceeds this."
+            "help": "Drop a question whose ROUGE-L F1 with a question of its task's pool exceeds this. 1.0 keeps "
+            "every reply, as the original did (no de-duplication); the reproduction recipes set it."
         },
     )
     num_seed_examples: int = field(default=3, metadata={"help": "Seed questions shown per request."})

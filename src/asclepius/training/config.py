@@ -18,6 +18,9 @@ from asclepius.arguments import HubModelArguments, flag_of, not_a_flag
 from asclepius.prompts import DEFAULT_PROMPT_FORMAT, PROMPT_FORMATS
 
 STAGES = ("pretrain", "sft")
+# How notes become pretraining blocks (training.formatting): TRL's packing, or the original's stream.
+PRETRAIN_STREAMS = ("packed", "original")
+DEFAULT_PRETRAIN_STREAM = "packed"
 
 
 @dataclass
@@ -102,6 +105,23 @@ class PretrainScriptArguments(TrainScriptArguments):
     question_column: str = not_a_flag(TrainScriptArguments, "question_column")
     answer_column: str = not_a_flag(TrainScriptArguments, "answer_column")
     prompt_format: str = not_a_flag(TrainScriptArguments, "prompt_format")
+    pretrain_stream: str = field(
+        default=DEFAULT_PRETRAIN_STREAM,
+        metadata={
+            "help": "How notes become training blocks. packed (default): TRL's packing (packing_strategy), each "
+            "note followed by EOS. original: the original code's stream: the notes shuffled (with --seed), each "
+            "with BOS, then EOS + BOS, one stream over the whole corpus cut into max_length blocks, the remainder "
+            "dropped (the reproduction recipes).",
+            "choices": list(PRETRAIN_STREAMS),
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.pretrain_stream not in PRETRAIN_STREAMS:
+            raise ValueError(
+                f"--pretrain_stream must be one of {', '.join(PRETRAIN_STREAMS)}; got {self.pretrain_stream!r}"
+            )
 
 
 @dataclass

@@ -7,11 +7,16 @@
   with the note and question, and the answer followed by EOS. ``prompt_format`` picks
   the bytes: ``readme`` (default, the published prompt with the fields verbatim) or
   ``original`` (the original training code's bytes, see :mod:`asclepius.prompts`).
+* ``pretrain_stream`` picks how notes become pretraining blocks: ``packed`` (default,
+  TRL's wrapped packing: each note + EOS, joined per map batch, each batch's remainder
+  kept as a shorter block) or ``original`` (:func:`original_pretraining_blocks`: the
+  original code's one global stream, remainder dropped).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 
 from datasets import Dataset
 
@@ -128,3 +133,63 @@ def tokenize_for_sft(dataset: Dataset, tokenizer, num_proc: int | None = None) -
         num_proc=num_proc,
         desc="Tokenizing prompt + answer",
     )
+
+
+# --- the original pretraining stream (pretrain_stream: original) --------------------------
+def original_stream_blocks(
+    token_lists: list[list[int]], *, bos_token_id: int, eos_token_id: int, block_size: int
+) -> list[list[int]]:
+    """The original code's stream cut into blocks: one BOS, then every note's ids followed by EOS and BOS.
+
+    Each note's ids already start with the BOS its tokenizer adds, so two BOS precede every
+    note (the stream's own first BOS and the note's). The stream is one sequence over the
+    whole corpus and only whole blocks are kept: the remainder at its end is dropped.
+    """
+    stream = [bos_token_id]
+    for ids in token_lists:
+        stream.extend(ids)
+        stream.extend((eos_token_id, bos_token_id))
+    usable = len(stream) // block_size * block_size
+    return [stream[start : start + block_size] for start in range(0, usable, block_size)]
+
+
+def original_pretraining_blocks(
+    notes: Dataset, tokenizer, *, block_size: int, seed: int | None, source: str = "dataset"
+) -> Dataset:
+    """``input_ids`` blocks of ``block_size`` tokens from a ``text`` dataset, as the original built them.
+
+    The notes are shuffled first (the original shuffled without a seed; ``seed`` makes the
+    stream reproducible; None keeps their order), each tokenized with its BOS.
+    """
+    if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
+        raise InputError(
+            "--pretrain_stream",
+            "original needs a tokenizer with BOS and EOS tokens (the LLaMA family's); use packed",
+        )
+    texts = list(notes["text"])
+    if seed is not None:
+        random.Random(seed).shuffle(texts)
+    token_lists = []
+    for start in range(0, len(texts), 1000):
+        for ids in tokenizer(texts[start : start + 1000], add_special_tokens=True)["input_ids"]:
+            # A tokenizer that does not add BOS itself gets it here: each note starts with BOS.
+            token_lists.append(ids if ids[:1] == [tokenizer.bos_token_id] else [tokenizer.bos_token_id, *ids])
+    blocks = original_stream_blocks(
+        token_lists,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        block_size=block_size,
+    )
+    if not blocks:
+        total = sum(len(ids) + 2 for ids in token_lists) + 1
+        raise InputError(
+            source,
+            f"{len(texts)} notes make {total} tokens, less than one {block_size}-token block; lower --max_length",
+        )
+    logger.info(
+        "%d notes -> %d blocks of %d tokens (original stream, remainder dropped)",
+        len(texts),
+        len(blocks),
+        block_size,
+    )
+    return Dataset.from_dict({"input_ids": blocks})
