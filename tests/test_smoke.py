@@ -100,4 +100,4 @@ def test_it_fails_on_a_wrong_path_an_unknown_key_and_a_missing_eval_recipe(tmp_p
         steps["generate + judge"].status == "failed"
         and "eval.yaml: missing" in steps["generate + judge"].detail
     )
-    assert "unknown key" in capsys.readouterr().err and "learning_rat" in report.lines()[-3] or True
+    assert "learning_rat" in capsys.readouterr().err  # the script's own one-line error names the key

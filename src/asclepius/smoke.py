@@ -290,6 +290,10 @@ class RecipeSmoke:
         except SmokeFailure as error:
             self.report.steps.append(Step(name, "failed", str(error)))
             return
+        except Exception as error:  # noqa: BLE001 - a traceback is what a user would meet: a failure
+            logger.exception("%s: %s crashed", self.recipe, name)
+            self.report.steps.append(Step(name, "failed", f"crashed: {type(error).__name__}: {error}"))
+            return
         status = "skipped" if detail.startswith("skipped") else "ok"
         self.report.steps.append(Step(name, status, detail.removeprefix("skipped: ")))
 
