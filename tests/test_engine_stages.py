@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from asclepius import prompts
 from asclepius.testing import OpenAIServer
@@ -43,16 +44,19 @@ class Scripts:
             "HF_DATASETS_OFFLINE": "1",
         }
         self.env.pop("OPENAI_API_KEY", None)
+        # The chain's folders, named in a recipe as a user would: each stage takes its own keys.
+        recipe = yaml.safe_load((ROOT / "recipes/tiny/data.yaml").read_text())
+        recipe.update(notes_dir=str(tmp / "notes"), questions_dir=str(tmp / "questions"))
+        self.recipe = tmp / "data.yaml"
+        self.recipe.write_text(yaml.safe_dump(recipe))
 
     def run(self, stage: str, *extra: str) -> subprocess.CompletedProcess:
         command = [
             sys.executable, str(ROOT / "scripts" / f"make_{stage}.py"),
-            "--config", "recipes/tiny/data.yaml",
+            "--config", str(self.recipe),
             "--base_url", self.server.base_url,
             "--model", "teacher-a",
             "--limit", "6",
-            "--notes_dir", str(self.tmp / "notes"),
-            "--questions_dir", str(self.tmp / "questions"),
             "--show_progress", "false",
             "--batch_poll_seconds", "0.05",
             *extra,
