@@ -22,6 +22,7 @@ stage folder whose card does not render.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import logging
@@ -140,6 +141,14 @@ def model_type_of(name: str) -> str:
     )
 
 
+@functools.cache
+def shared_tokenizer():
+    """The tiny model's tokenizer, trained once per process (every random model shares it)."""
+    from asclepius.tiny import build_tokenizer
+
+    return build_tokenizer()
+
+
 def build_random_model(model_type: str, output_dir: str | Path, *, subfolder: str | None = None) -> Path:
     """A tiny random model of ``model_type`` with the tiny model's tokenizer, public by its card."""
     import torch
@@ -148,11 +157,10 @@ def build_random_model(model_type: str, output_dir: str | Path, *, subfolder: st
     from asclepius.stage.cards import render_card
     from asclepius.stage.provenance import PUBLIC, Provenance
     from asclepius.stage.stamps import stamp_weights
-    from asclepius.tiny import build_tokenizer
 
     output_dir = Path(output_dir)
     target = output_dir / subfolder if subfolder else output_dir
-    tokenizer = build_tokenizer()
+    tokenizer = shared_tokenizer()
     config = AutoConfig.for_model(
         model_type,
         **RANDOM_MODEL_SIZES,
