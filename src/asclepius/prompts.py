@@ -102,7 +102,7 @@ Answer directly: do not describe yourself, do not decline, do not ask a question
 # --- LLM judge: the paper's 1-4 rubric ----------------------------------------------
 JUDGE_SYSTEM_PROMPT = "You are an attending physician grading answers to questions about clinical notes."
 
-# Shared by both judge styles: the note, the instruction, the candidates and the rubric.
+# Our judge prompt: the note, the instruction, the candidates and the rubric (the paper style has its own below).
 _JUDGE_TASK = """You will grade {num_candidates} candidate answers to an instruction about a discharge summary.
 
 [Discharge Summary Begin]
@@ -132,14 +132,39 @@ Reply format: the FIRST line must hold only the {num_candidates} scores, in the 
 
 JUDGE_CANDIDATE = "[Answer {label} Begin]\n{answer}\n[Answer {label} End]"
 
-# judge_style paper: the original judge's instructions (in our words): the same rubric,
-# each answer scored independently of the others, and a reply of the scores alone (no
-# explanation), which is what made a 2048-token budget and a single try enough.
+# judge_style paper: the original judge's prompt, as facts (the wording is ours): one user
+# message (no system turn) opening with the original's persona line, the candidates labelled
+# "[Agent A's Answer Begin]" ... "[Agent A's Answer End]", the same rubric, each answer scored
+# independently of the others, the N scores alone on the first line, and the original's
+# closing line "Output scores without explanation." Its replies are read as the original read
+# them (asclepius.evaluation.judging.paper_score_tokens).
+JUDGE_PAPER_PERSONA = "You are an intelligent clinical language model."
+JUDGE_PAPER_CANDIDATE = "[Agent {label}'s Answer Begin]\n{answer}\n[Agent {label}'s Answer End]"
 JUDGE_PAPER_PROMPT = (
-    _JUDGE_TASK
-    + """Grade every answer on its own against your answer, independently of the other candidates: the order they are shown in and how good the others are must not change its score.
+    JUDGE_PAPER_PERSONA
+    + """
 
-Reply with the scores only: the first line holds the {num_candidates} scores alone, in the order {labels}, separated by single spaces (for example "{example}"), with no other word or symbol. Do not explain them.
+[Discharge Summary Begin]
+{note}
+[Discharge Summary End]
+
+[Instruction Begin]
+{question}
+[Instruction End]
+
+{candidates}
+
+Above are a discharge summary, an instruction a healthcare professional gave about it, and the responses of {num_candidates} different clinical models to that instruction.
+Read the discharge summary and the instruction carefully and work out your own answer to the instruction.
+Then compare each model's response with your answer and score it on this scale:
+1 (Unacceptable): contains any incorrect or irrelevant content, or fails to say that an unanswerable instruction cannot be answered.
+2 (Poor): leaves out significant content that the answer needs.
+3 (Satisfactory): leaves out only minor content.
+4 (Excellent): contains all the content the answer needs, or correctly says that the instruction cannot be answered.
+
+Score every response on its own: the other models' responses must not change its score.
+The first line must hold only the {num_candidates} scores, one per model in the order shown ({labels}), separated by single spaces.
+Output scores without explanation.
 """
 )
 
@@ -258,6 +283,18 @@ JUDGE_STYLES = {"ours": JUDGE_PROMPT, "paper": JUDGE_PAPER_PROMPT}
 
 def judge_messages(note: str, question: str, answers: list[str], style: str = "ours") -> list[dict[str, str]]:
     labels = judge_labels(len(answers))
+    if style == "paper":  # one user message; note, question and answers as given, as the original sent them
+        candidates = "\n\n".join(
+            JUDGE_PAPER_CANDIDATE.format(label=label, answer=answer) for label, answer in zip(labels, answers)
+        )
+        content = JUDGE_PAPER_PROMPT.format(
+            note=note,
+            question=question,
+            candidates=candidates,
+            num_candidates=len(answers),
+            labels=" ".join(labels),
+        )
+        return [{"role": "user", "content": content}]
     candidates = "\n\n".join(
         JUDGE_CANDIDATE.format(label=label, answer=answer.strip()) for label, answer in zip(labels, answers)
     )
@@ -291,7 +328,7 @@ NOTE_PROMPT_HASH = prompt_hash(NOTE_SYSTEM_PROMPT, NOTE_PROMPT)
 QUESTION_PROMPT_HASH = prompt_hash(QUESTION_SYSTEM_PROMPT, QUESTION_PROMPT)
 ANSWER_PROMPT_HASH = prompt_hash(ANSWER_SYSTEM_PROMPT, ANSWER_PROMPT)
 JUDGE_PROMPT_HASH = prompt_hash(JUDGE_SYSTEM_PROMPT, JUDGE_PROMPT, JUDGE_CANDIDATE)
-JUDGE_PAPER_PROMPT_HASH = prompt_hash(JUDGE_SYSTEM_PROMPT, JUDGE_PAPER_PROMPT, JUDGE_CANDIDATE)
+JUDGE_PAPER_PROMPT_HASH = prompt_hash(JUDGE_PAPER_PROMPT, JUDGE_PAPER_CANDIDATE)
 
 # --judge_reply_format json_schema: the same judging, the scores returned as a JSON object whose
 # shape the endpoint enforces (OpenAI structured outputs, vLLM guided decoding). Appended to the

@@ -30,7 +30,7 @@ PROMPT_STYLE_CHOICES = (*PROMPT_STYLES, "chat_template")
 DECODING_CHOICES = ("greedy", "paper", "sample")
 JUDGE_STYLES = ("ours", "paper")
 # What judge_style paper pins: the original judge's settings (temperature 0, 2048 tokens) and
-# its single try per item (an unreadable first line scores 0 for every model of the item).
+# its single try per item (a reply of fewer tokens than candidates scores 0 for every model of the item).
 PAPER_JUDGE_SETTINGS = {"judge_temperature": 0.0, "judge_max_tokens": 2048, "max_parse_attempts": 1}
 # The paper's evaluation budget (max_new_tokens 400), used unless --max_tokens says otherwise.
 DEFAULT_MAX_NEW_TOKENS = 400
@@ -203,10 +203,11 @@ class JudgeArguments(AllowedEndpointsArguments, EvaluationStageArguments):
         default="ours",
         metadata={
             "help": "ours: repair rounds for unreadable replies, then missing (never a score). paper: the original "
-            "judge's settings: temperature 0, max 2048 tokens, scores alone on the first line, each answer scored "
-            "independently, one try, and an unreadable reply scores 0 for every model of the item (the paper_score "
-            "column and the paper-style means, reported beside ours). The judge model is --judge_model as given "
-            "(the paper used gpt-4-0314).",
+            "judge: one user message in its shape, temperature 0, max 2048 tokens, one try, and the reply read as "
+            "the original read it (quotes stripped, the first N whitespace tokens are the N scores; fewer than N "
+            "tokens scores 0 for every model of the item; a token that is not a score is kept as given and left "
+            "out of the means): the paper_score column and the paper-style means, reported beside ours. The judge "
+            "model is --judge_model as given (the paper used gpt-4-0314).",
             "choices": list(JUDGE_STYLES),
         },
     )

@@ -8,6 +8,11 @@ again (the bad reply and a repair turn appended, so the new request has a new le
 key) up to ``max_parse_attempts`` tries in all, and then recorded as missing, never as
 a score. Scores are mapped back through the recorded order to the models.
 
+``judge_style paper`` reads a reply as the original did (:func:`paper_score_tokens`): quotes
+stripped, the whole reply split on whitespace, the first N tokens taken as the N scores;
+fewer than N tokens scores 0 for every model of the item (``paper_score``); a token that is
+not a score 1-4 is recorded as given (``paper_token``) and left out of every mean.
+
 Retries run in rounds through the same engine and ledger: round 1 sends every first
 try, round 2 the repairs of round 1's unreadable replies, and so on. A rerun replays
 every round from the ledger for free.
@@ -49,6 +54,27 @@ def parse_scores(reply: str | None, num_candidates: int) -> list[int] | None:
         return None
     scores = [int(token) for token in first_line.split()]
     return scores if len(scores) == num_candidates else None
+
+
+# --- the original's reading of a reply (judge_style paper) ----------------------------------
+PAPER_SCORE_OF_TOKEN = {str(score): score for score in SCORE_NAMES}
+NON_NUMERIC = "non-numeric score token"
+
+
+def paper_score_tokens(reply: str | None, num_candidates: int) -> list[str] | None:
+    """The N score tokens as the original read them, or None when fewer than N came back.
+
+    Double then single quotes are stripped from the ends of the reply, the whole reply is
+    split on whitespace and its first N tokens are the scores, whatever they are: "4 3 The
+    first answer..." gives ["4", "3"], "Answer A: 4" gives ["Answer", "A:"] (not scores).
+    """
+    tokens = (reply or "").strip('"').strip("'").split()
+    return tokens[:num_candidates] if len(tokens) >= num_candidates else None
+
+
+def paper_scores(tokens: Sequence[str]) -> list[int | None]:
+    """Each token's score: an integer token 1-4, else None (the original kept the token itself)."""
+    return [PAPER_SCORE_OF_TOKEN.get(token) for token in tokens]
 
 
 # --- structured replies (--judge_reply_format json_schema) ---------------------------------
@@ -131,12 +157,18 @@ class Judgement:
     item: Item
     shuffle: int
     order: list[str]  # candidate names in label order A, B, C...
-    scores: list[int] | None = None  # in label order; None while missing
+    scores: list[int | None] | None = None  # in label order; None while missing (an entry: a non-score token)
     replies: list[str | None] = field(default_factory=list)  # raw reply of every try
     missing_reason: str | None = None  # "unparseable", "api: http 400", ... when scores is None
     usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
     style: str = "ours"  # judge_style: the prompt's instructions (prompts.JUDGE_STYLES)
     reply_format: str = "first_line"  # or json_schema: scores as an enforced JSON object (REPLY_FORMATS)
+    paper_tokens: list[str] | None = None  # judge_style paper: the N tokens read as scores, as given
+
+    @property
+    def reads_as_paper(self) -> bool:
+        """The original's reading: the paper style with a plain-text reply."""
+        return self.style == "paper" and self.reply_format == "first_line"
 
     @property
     def labels(self) -> list[str]:
@@ -164,7 +196,10 @@ class Judgement:
             "response_format": score_schema(self.labels),
         }
 
-    def read_scores(self, reply: str) -> list[int] | None:
+    def read_scores(self, reply: str) -> list[int | None] | None:
+        if self.reads_as_paper:  # the tokens are kept: a non-score token is reported as given
+            self.paper_tokens = paper_score_tokens(reply, len(self.order))
+            return None if self.paper_tokens is None else paper_scores(self.paper_tokens)
         if self.reply_format == "first_line":
             return parse_scores(reply, len(self.order))
         return parse_structured_scores(reply, self.labels)
@@ -337,6 +372,8 @@ def score_rows(judgements: Sequence[Judgement]) -> list[dict[str, Any]]:
         item = judgement.item
         for position, (label, name) in enumerate(zip(judgement.labels, judgement.order)):
             score = judgement.scores[position] if judgement.scores is not None else None
+            token = judgement.paper_tokens[position] if judgement.paper_tokens is not None else None
+            reason = judgement.missing_reason if judgement.scores is None else NON_NUMERIC
             rows.append(
                 {
                     "item_id": item.key,
@@ -348,8 +385,9 @@ def score_rows(judgements: Sequence[Judgement]) -> list[dict[str, Any]]:
                     "position": position,
                     "num_candidates": len(judgement.order),
                     "score": score,
-                    "paper_score": paper_score(score),
-                    "missing_reason": judgement.missing_reason if score is None else None,
+                    "paper_score": paper_score(score, read=judgement.scores is not None),
+                    "paper_token": token,
+                    "missing_reason": reason if score is None else None,
                 }
             )
     return rows
@@ -373,6 +411,7 @@ def judgement_rows(judgements: Sequence[Judgement], *, seed: int) -> list[dict[s
                 "labels": judgement.labels,
                 "scores": judgement.scores,
                 "missing_reason": judgement.missing_reason,
+                "paper_tokens": judgement.paper_tokens,
                 "attempts": len(judgement.replies),
                 "replies": [r if r is not None else "" for r in judgement.replies],
                 "prompt_tokens": judgement.usage["prompt_tokens"],
@@ -388,25 +427,37 @@ def judge_prompt_hash(style: str) -> str:
     return prompts.JUDGE_PAPER_PROMPT_HASH if style == "paper" else JUDGE_PROMPT_HASH
 
 
-# The original recorded 0 for every model of an item whose judge reply it could not read.
-# Our statistics treat such items as missing instead; this column and these means let a
-# user compare with the paper's numbers like for like.
+# The original recorded 0 for every model of an item whose judge reply held fewer tokens than
+# candidates. Our statistics treat such items as missing instead; this column and these means
+# let a user compare with the paper's numbers like for like.
 PAPER_UNREADABLE_SCORE = 0
 
 
-def paper_score(score: int | None) -> int:
-    """A judged candidate's score under the paper's rule: its score, or 0 when the reply was unreadable."""
-    return PAPER_UNREADABLE_SCORE if score is None else score
+def paper_score(score: int | None, *, read: bool = False) -> int | None:
+    """A judged candidate's score under the paper's rule: its score; 0 when the reply could not be
+    read (``read`` False: too few tokens, or no reply); None for a token that is not a score in a
+    reply that was read (the original kept the token; it has no number to average)."""
+    if score is not None:
+        return score
+    return None if read else PAPER_UNREADABLE_SCORE
 
 
-def paper_style_means(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | int]]:
-    """Per model, the mean of ``paper_score`` over every judged (item, shuffle), and how many were zeroed."""
-    totals: dict[str, list[int]] = {}
-    zeroed: dict[str, int] = {}
+def paper_style_means(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | int | None]]:
+    """Per model, the mean of ``paper_score`` over every judged (item, shuffle); how many were zeroed
+    (too few tokens) and how many had a non-score token (left out of the mean)."""
+    values: dict[str, list[int]] = {}
+    counts: dict[str, dict[str, int]] = {}
     for row in rows:
-        totals.setdefault(row["model"], []).append(row["paper_score"])
-        zeroed[row["model"]] = zeroed.get(row["model"], 0) + (row["score"] is None)
+        model = row["model"]
+        count = counts.setdefault(model, {"judged": 0, "zeroed": 0, "non_numeric": 0})
+        values.setdefault(model, [])
+        count["judged"] += 1
+        if row["paper_score"] is None:
+            count["non_numeric"] += 1
+            continue
+        values[model].append(row["paper_score"])
+        count["zeroed"] += row["score"] is None
     return {
-        model: {"paper_mean": sum(values) / len(values), "judged": len(values), "zeroed": zeroed[model]}
-        for model, values in totals.items()
+        model: {"paper_mean": sum(scores) / len(scores) if scores else None, **counts[model]}
+        for model, scores in values.items()
     }

@@ -317,14 +317,17 @@ def _paper_style_table(results: Mapping[str, Any]) -> list[str]:
         "### The paper's scoring rule",
         "",
         "For comparison with the published numbers: the mean over judged answers when an unreadable judge reply "
-        "scores 0 for every model of its item, as the original evaluation did (above, such judgements are "
-        "missing instead).",
+        "(fewer tokens than candidates, under judge_style paper) scores 0 for every model of its item, as the "
+        "original evaluation did (above, such judgements are missing instead). A reply token that is not a score "
+        "(the original kept it as given) is left out of the mean and counted.",
         "",
-        "| model | paper-style mean | judged | scored 0 (unreadable) |",
-        "|---|---|---|---|",
+        "| model | paper-style mean | judged | scored 0 (unreadable) | non-score token (left out) |",
+        "|---|---|---|---|---|",
     ]
     for model, m in paper.items():
-        lines.append(f"| {model} | {_fmt(m['paper_mean'])} | {m['judged']} | {m['zeroed']} |")
+        lines.append(
+            f"| {model} | {_fmt(m['paper_mean'])} | {m['judged']} | {m['zeroed']} | {m.get('non_numeric', 0)} |"
+        )
     return lines
 
 
