@@ -39,7 +39,7 @@ from asclepius.evaluation.generation import (
     generate_local,
     generation_fingerprint,
 )
-from asclepius.evaluation.prompting import TruncationLog, style_prompt_hash
+from asclepius.evaluation.prompting import TruncationLog, style_for_model, style_prompt_hash
 from asclepius.recipes import check_model_path, parse_recipe
 from asclepius.redaction import redact_url
 from asclepius.stage import StageFolder, classify
@@ -162,11 +162,17 @@ def answer_with_api(args, engine_args, decoding, dataset, folder):
     if not engine_args.dry_run:
         folder.begin()
     truncation = TruncationLog()
+    # auto: the original evaluation's choice by the served model's name.
+    prompt_style = (
+        style_for_model(args.prompt_style, engine_args.model)
+        if args.prompt_style == "auto"
+        else args.prompt_style
+    )
     answers, errors, summary = generate_api(
         engine_args,
         dataset["note"],
         dataset["question"],
-        prompt_style=args.prompt_style,
+        prompt_style=prompt_style,
         decoding=decoding,
         ledger_path=Path(args.output_dir) / WORK_DIR_NAME / "ledger.sqlite",
         max_prompt_tokens=args.max_prompt_tokens,
@@ -179,7 +185,7 @@ def answer_with_api(args, engine_args, decoding, dataset, folder):
     if failed:
         logger.warning("%d rows got no answer (%s)", failed, sorted({e for e in errors if e}))
     sampling = {"temperature": decoding.api_temperature(), "max_tokens": decoding.max_new_tokens}
-    return answers, failed, truncation, sampling, args.prompt_style, summary.endpoints
+    return answers, failed, truncation, sampling, prompt_style, summary.endpoints
 
 
 if __name__ == "__main__":

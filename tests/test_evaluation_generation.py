@@ -269,3 +269,34 @@ def test_a_model_in_a_subfolder_loads_like_chatdoctor(tiny_model_path, tmp_path)
     )
     assert generator.prompt("N", "Q").endswith("### Input:\nN\n\n### Response:")
     assert isinstance(generator.answer("N", "Q"), str)
+
+
+def test_paper_decoding_builds_the_originals_config_and_refuses_an_over_long_prompt(tiny_model_path):
+    paper = Decoding.paper(seed=1)
+    generator = LocalGenerator(str(tiny_model_path), decoding=paper, device="cpu", max_prompt_tokens=300)
+    config = generator.generation_config
+    # The original: generate(max_new_tokens=400, num_beams=5, do_sample=True, temperature=1) with the
+    # generation defaults otherwise: early_stopping False, one sequence, stop at EOS.
+    assert (config.do_sample, config.num_beams, config.temperature, config.max_new_tokens) == (
+        True,
+        5,
+        1.0,
+        400,
+    )
+    assert config.early_stopping is False and config.num_return_sequences == 1
+    assert config.eos_token_id is not None
+    # Ours keeps stopping a beam search once every beam is done.
+    ours = LocalGenerator(
+        str(tiny_model_path), decoding=Decoding(do_sample=False, num_beams=3, max_new_tokens=4), device="cpu"
+    )
+    assert ours.generation_config.early_stopping is True
+    # No cutting under paper: the over-long third row is a one-line error naming it (before any generation).
+    notes = [NOTES[0], NOTES[1], "chest pain " * 200]
+    with pytest.raises(InputError) as error:
+        generator.answer_all(notes, QUESTIONS[:3], batch_size=1, show_progress=False)
+    message = str(error.value)
+    assert "row 3" in message and "field 'note'" in message and "does not cut" in message
+    assert "\n" not in message
+    # The default decodings still cut the note to fit.
+    cutting = LocalGenerator(str(tiny_model_path), decoding=greedy(2), device="cpu", max_prompt_tokens=300)
+    assert len(cutting.encode(notes[2], QUESTIONS[2], row=2)) <= 300 and cutting.truncated == 1

@@ -6,10 +6,11 @@ import pytest
 
 from asclepius import prompts
 from asclepius.errors import InputError
-from asclepius.evaluation.config import PROMPT_STYLE_CHOICES
+from asclepius.evaluation.config import PROMPT_STYLE_CHOICES, GenerateArguments
 from asclepius.evaluation.generation import LocalGenerator
 from asclepius.evaluation.prompting import (
     api_request,
+    auto_style,
     fit_note,
     model_prompt_format,
     render_prompt,
@@ -69,7 +70,7 @@ def test_paper_styles_are_byte_identical(style, expected):
 
 
 def test_every_style_has_its_own_hash_and_unknown_styles_fail():
-    styles = [s for s in PROMPT_STYLE_CHOICES if s != "chat_template"]
+    styles = [s for s in PROMPT_STYLE_CHOICES if s not in ("chat_template", "auto")]  # auto: resolved first
     assert len({style_prompt_hash(s) for s in styles}) == len(styles)
     # asclepius fills the fields verbatim (as our training does); the paper's evaluation stripped them.
     assert (
@@ -141,3 +142,32 @@ def test_endpoints_get_raw_styles_as_completions_and_the_chat_style_as_a_user_tu
     chat = api_request("chat_template", NOTE, QUESTION)
     assert chat.prompt is None
     assert chat.messages == [{"role": "user", "content": render_prompt("asclepius", NOTE, QUESTION)}]
+
+
+@pytest.mark.parametrize(
+    "model_id, style",
+    [
+        ("lmsys/vicuna-7b-v1.3", "vicuna"),
+        ("eachadea/vicuna-13b-1.1", "vicuna"),
+        ("clinical-camel", "vicuna"),
+        # The 70B release's id contains neither marker: the original rule gives it the Asclepius prompt.
+        ("wanglab/ClinicalCamel-70B", "asclepius_paper"),
+        ("starmpcc/Asclepius-7B", "asclepius_paper"),
+        ("chaoyi-wu/PMC_LLAMA_7B", "llama_base"),
+        ("zl111/ChatDoctor", "alpaca"),
+        ("chavinlo/alpaca-native", "alpaca"),
+        ("medalpaca/medalpaca-7b", "medalpaca"),
+        ("huggyllama/llama-7b", "asclepius_paper"),  # not on the original's list
+    ],
+)
+def test_auto_style_follows_the_original_rule(model_id, style):
+    assert auto_style(model_id) == style
+    assert style_for_model("auto", model_id) == style  # a Hub id: no card is looked up
+
+
+def test_auto_style_of_a_model_trained_here_is_its_training_bytes(tmp_path):
+    model = tmp_path / "vicuna-style-name"
+    model.mkdir()
+    (model / "README.md").write_text("---\nprompt_format: original\n---\n# card\n", encoding="utf-8")
+    assert style_for_model("auto", str(model)) == "asclepius_original"
+    assert GenerateArguments(prompt_style="auto").prompt_style == "auto"

@@ -114,6 +114,9 @@ def run_prompt(args: argparse.Namespace) -> int:
 
     style = style_for_model(args.prompt_style, args.model) if args.model else args.prompt_style
     tokenizer = None
+    if args.prompt_style == "auto" and not args.model:
+        print("error: --prompt_style auto picks the style by model id: give --model", file=sys.stderr)
+        return 2
     if args.prompt_style == "chat_template":
         from transformers import AutoTokenizer
 

@@ -25,8 +25,9 @@ logger = logging.getLogger(__name__)
 
 # batch: the endpoint's Batch API (half price) for generate's answers and the judge's replies.
 BACKENDS = ("transformers", "openai", "batch")
-# The prompt styles of prompts.PROMPT_STYLES, plus the model's own chat template.
-PROMPT_STYLE_CHOICES = (*PROMPT_STYLES, "chat_template")
+# The prompt styles of prompts.PROMPT_STYLES, plus the model's own chat template, plus auto (the
+# original evaluation's choice by model id, evaluation.prompting.auto_style).
+PROMPT_STYLE_CHOICES = (*PROMPT_STYLES, "chat_template", "auto")
 DECODING_CHOICES = ("greedy", "paper", "sample")
 JUDGE_STYLES = ("ours", "paper")
 # What judge_style paper pins: the original judge's settings (temperature 0, 2048 tokens) and
@@ -113,8 +114,10 @@ class GenerateArguments(AllowedEndpointsArguments, EvaluationStageArguments):
             "asclepius_paper (the published bytes, fields stripped: how the paper's evaluation asked the Asclepius "
             "models), the "
             "paper's baseline formats byte for byte: llama_base (LLaMA, PMC-LLaMA), alpaca (Alpaca, ChatDoctor), "
-            "medalpaca, vicuna (Vicuna, Clinical Camel); or chat_template (the model's own chat template around "
-            "the asclepius prompt)."
+            "medalpaca, vicuna (Vicuna, Clinical Camel); chat_template (the model's own chat template around "
+            "the asclepius prompt); or auto (the original evaluation's choice by model id: its named baselines, "
+            "vicuna for ids containing 'vicuna' or 'clinical-camel', asclepius_paper for every other id; a model "
+            "whose card records prompt_format gets its training bytes)."
         },
     )
     model_subfolder: str | None = field(

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from asclepius.engine.request import estimate_request_tokens
+from asclepius.errors import InputError
 from asclepius.evaluation.config import DEFAULT_MAX_NEW_TOKENS, GenerateArguments
 from asclepius.evaluation.prompting import (
     TruncationLog,
@@ -48,8 +49,10 @@ DECODING_PRESETS = {
     "sample": (True, 1),
 }
 # What --decoding paper pins, whatever the flags or the checkpoint's generation config say:
-# the original evaluation's settings (5 beams with sampling, temperature 1, 400 new tokens).
+# the original evaluation's settings (5 beams with sampling, temperature 1, 400 new tokens, and
+# the generation default early_stopping=False: beam search runs until no beam can improve).
 PAPER_DECODING = {"do_sample": True, "num_beams": 5, "temperature": 1.0, "max_new_tokens": 400}
+PAPER_ONLY = {"early_stopping": False, "cut_long_prompts": False}
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ class Decoding:
     temperature: float | None = None  # None: the model's generation_config (sampling only)
     top_p: float | None = None
     seed: int = 0
+    # None: ours, stop a beam search as soon as every beam is done (True); paper: False.
+    early_stopping: bool | None = None
+    # True: an over-long prompt has the end of its note cut; False (paper): it is an error naming the row.
+    cut_long_prompts: bool = True
 
     @classmethod
     def from_arguments(
@@ -95,7 +102,7 @@ class Decoding:
                 logger.warning(
                     "--decoding paper pins %s=%s; the %s given is ignored", name, PAPER_DECODING[name], value
                 )
-        return cls(**PAPER_DECODING, top_p=None, seed=seed)
+        return cls(**PAPER_DECODING, **PAPER_ONLY, top_p=None, seed=seed)
 
     def api_temperature(self) -> float:
         """Endpoints have no beams: greedy is temperature 0, sampling the given (or 1.0)."""
@@ -203,16 +210,23 @@ class LocalGenerator:
         else:
             # A checkpoint's sampling defaults (Llama-2: 0.6 / 0.9) mean nothing to greedy search.
             config.temperature, config.top_p, config.top_k = None, None, None
-        # Beam search stops when every beam is done.
-        config.early_stopping = True if d.num_beams > 1 else config.early_stopping
+        # Beam search stops when every beam is done (ours); paper: the generation default, False.
+        if d.early_stopping is not None:
+            config.early_stopping = d.early_stopping
+        elif d.num_beams > 1:
+            config.early_stopping = True
         return config
 
     # --- prompts ---------------------------------------------------------------------
     def prompt(self, note: str, question: str) -> str:
         return render_prompt(self.prompt_style, note, question, self.tokenizer)
 
-    def encode(self, note: str, question: str) -> list[int]:
-        """Token ids of the prompt; a note too long for the budget is cut at its end, nothing else."""
+    def encode(self, note: str, question: str, *, row: int | None = None) -> list[int]:
+        """Token ids of the prompt; a note too long for the budget is cut at its end, nothing else.
+
+        Under ``--decoding paper`` nothing is cut (the original did not cut): a prompt over the
+        budget is a one-line error naming its row (1-based).
+        """
         special = not renders_special_tokens(self.prompt_style)
 
         def ids_of(note_text: str) -> list[int]:
@@ -222,6 +236,15 @@ class LocalGenerator:
         limit = self.max_prompt_tokens
         if limit is None or len(ids) <= limit:
             return ids
+        if not self.decoding.cut_long_prompts:
+            raise InputError(
+                "evaluation set",
+                f"the prompt is {len(ids)} tokens, over the {limit}-token budget of {self.model_path} (its context "
+                f"minus {self.decoding.max_new_tokens} new tokens); --decoding paper does not cut prompts: drop "
+                "the row or use --decoding greedy (which cuts the note)",
+                row=None if row is None else row + 1,
+                field="note",
+            )
         # Cut in the note's own tokens and re-render: the header, question and answer cue stay whole.
         note_ids = self.tokenizer(note, add_special_tokens=False)["input_ids"]
         cut_note, tokens_cut = fit_note(
@@ -278,7 +301,7 @@ class LocalGenerator:
             answers[index] = text
         todo = [i for i in range(len(notes)) if answers[i] is None]
         before = self.truncation.as_dict()
-        encoded = {i: self.encode(notes[i], questions[i]) for i in todo}
+        encoded = {i: self.encode(notes[i], questions[i], row=i) for i in todo}
         todo.sort(key=lambda i: (-len(encoded[i]), i))
         if self.truncation.prompts_cut > before["prompts_cut"]:
             logger.warning(
@@ -312,14 +335,26 @@ def generation_fingerprint(
 ) -> str:
     """What determines the answers: shards made with other settings are never reused."""
     model = str(Path(model_path).resolve()) if Path(model_path).exists() else model_path
+    # Fields at their defaults are left out, so shards made before a field existed still match.
+    settings = {
+        name: value
+        for name, value in asdict(decoding).items()
+        if name not in _LATER_FIELDS or value != _LATER_FIELDS[name]
+    }
     payload = {
         "model": model,
         "prompt_style": prompt_style,
-        "decoding": asdict(decoding),
+        "decoding": settings,
         "max_prompt_tokens": max_prompt_tokens,
         **({"subfolder": subfolder} if subfolder else {}),  # absent when unused: older shards still match
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_LATER_FIELDS = {
+    "early_stopping": None,
+    "cut_long_prompts": True,
+}  # Decoding fields added later, their defaults
 
 
 class ShardStore:

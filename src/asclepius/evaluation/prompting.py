@@ -92,6 +92,34 @@ def api_request(style: str, note: str, question: str, **fields) -> Request:
     return Request.raw(render_prompt(style, note, question), **fields)
 
 
+# --- --prompt_style auto: the original evaluation's choice by model id ---------------------
+AUTO_STYLE = "auto"
+# The ids the original named one by one (as written there: decapoda-research/llama-7b-hf is gone
+# from the Hub, and huggyllama/llama-7b, its usual replacement, is not on the list: under the
+# original rule it gets the Asclepius prompt; the paper-eval recipe names llama_base instead).
+AUTO_STYLE_OF_ID = {
+    "decapoda-research/llama-7b-hf": "llama_base",
+    "chaoyi-wu/PMC_LLAMA_7B": "llama_base",
+    "chavinlo/alpaca-native": "alpaca",
+    "zl111/ChatDoctor": "alpaca",
+    "medalpaca/medalpaca-7b": "medalpaca",
+}
+# Substrings (case-sensitive, as the original tested them) that select the Vicuna chat format.
+# "wanglab/ClinicalCamel-70B" contains neither, so the original rule gives it the Asclepius prompt.
+AUTO_CHAT_MARKERS = ("vicuna", "clinical-camel")
+
+
+def auto_style(model_id: str) -> str:
+    """The style the original evaluation picked for ``model_id``: its named ids, the chat format for
+    ids containing "vicuna" or "clinical-camel", and the Asclepius prompt (published bytes, fields
+    stripped: ``asclepius_paper``) for everything else."""
+    if model_id in AUTO_STYLE_OF_ID:
+        return AUTO_STYLE_OF_ID[model_id]
+    if any(marker in model_id for marker in AUTO_CHAT_MARKERS):
+        return "vicuna"
+    return "asclepius_paper"
+
+
 # --- which bytes a trained model expects ------------------------------------------------
 def model_prompt_format(model_path: str) -> str | None:
     """The ``prompt_format`` a local model folder's card says it was trained with (None: not recorded).
@@ -112,11 +140,17 @@ def model_prompt_format(model_path: str) -> str | None:
 
 
 def style_for_model(style: str, model_path: str) -> str:
-    """``asclepius`` becomes the style of the prompt_format the model's card records; others are kept."""
-    if style != "asclepius":
+    """``asclepius`` becomes the style of the prompt_format the model's card records; ``auto`` too, and
+    for a model without one, the original evaluation's choice by id (:func:`auto_style`); others are kept."""
+    if style not in ("asclepius", AUTO_STYLE):
         return style
     recorded = model_prompt_format(model_path)
     if recorded is None:
+        if style == AUTO_STYLE:
+            logger.info(
+                "%s: prompt style %s (the original evaluation's rule)", model_path, auto_style(model_path)
+            )
+            return auto_style(model_path)
         return style
     resolved = prompts.STYLE_OF_PROMPT_FORMAT[recorded]
     if resolved != style:
