@@ -134,13 +134,19 @@ serve-model: $(STAMP)  ## serve MODEL over the OpenAI API on 127.0.0.1:PORT (tra
 PAPER_EVAL ?= asclepius-7b asclepius-13b llama-7b pmc-llama-7b alpaca-7b chatdoctor-7b medalpaca-7b \
 	vicuna-7b clinical-camel-70b
 PAPER_EVAL_ROOT ?= outputs/paper-eval
+# EVAL_SET: the evaluation set (required; the paper used real discharge summaries, see
+# recipes/asclepius-paper-eval/README.md); TRAIN_SET: the training data, for the judge's overlap check.
+EVAL_SET ?=
+TRAIN_SET ?=
 .PHONY: evaluate-paper
-evaluate-paper: $(STAMP)  ## the paper's baselines (PAPER_EVAL) answer, then one paper-style judge
+evaluate-paper: $(STAMP)  ## the paper's baselines (PAPER_EVAL) answer EVAL_SET, then one paper-style judge
+	@test -n "$(EVAL_SET)" || { echo "error: EVAL_SET: name the evaluation set (real notes: recipes/asclepius-paper-eval/README.md)" >&2; exit 2; }
 	@for m in $(PAPER_EVAL); do \
-		$(MAKE) generate RECIPE=asclepius-paper-eval/$$m OUTPUT=$(PAPER_EVAL_ROOT)/answers/$$m || exit 1; \
+		$(MAKE) generate RECIPE=asclepius-paper-eval/$$m INPUT=$(EVAL_SET) OUTPUT=$(PAPER_EVAL_ROOT)/answers/$$m || exit 1; \
 	done
 	$(MAKE) judge RECIPE=asclepius-paper-eval/$(firstword $(PAPER_EVAL)) OUTPUT=$(PAPER_EVAL_ROOT)/report \
-		INPUT="$(addprefix $(PAPER_EVAL_ROOT)/answers/,$(PAPER_EVAL))" MODEL=$(JUDGE_MODEL) BASE_URL=$(JUDGE_BASE_URL)
+		INPUT="$(addprefix $(PAPER_EVAL_ROOT)/answers/,$(PAPER_EVAL))" MODEL=$(JUDGE_MODEL) BASE_URL=$(JUDGE_BASE_URL) \
+		ARGS="$(ARGS) $(if $(TRAIN_SET),--train_dataset $(TRAIN_SET))"
 # --- real notes: any corpus as a notes folder, the perplexity analysis, clinician ratings ---
 # prepare-notes: a note corpus INPUT (file, folder or Hub id) -> notes folder OUTPUT; ARGS states the rest, e.g.
 #   make prepare-notes INPUT=/secure/notes.csv OUTPUT=outputs/hospital-x/notes \

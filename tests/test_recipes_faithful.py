@@ -154,3 +154,25 @@ def test_make_evaluate_paper_runs_every_baseline():
         == set(BASELINES)
         == {p.parent.name for p in (REPO / "recipes/asclepius-paper-eval").glob("*/eval.yaml")}
     )
+
+
+def test_paper_eval_without_an_evaluation_set_fails_with_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    recipe = REPO / "recipes/asclepius-paper-eval/asclepius-7b/eval.yaml"
+    args, _engine = check_recipe(recipe, stage="generate")
+    assert args.input is None  # never the synthetic held-out split by default
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "scripts/generate.py", "--config", str(recipe), "--output_dir", str(tmp_path / "answers")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert lines == [result.stderr.strip().splitlines()[-1]] and len(lines) == 1
+    assert "--input" in lines[0] and "evaluation set" in lines[0]
+    assert not (tmp_path / "answers").exists()  # nothing written
+    makefile = (REPO / "Makefile").read_text()
+    assert "INPUT=$(EVAL_SET)" in makefile and "--train_dataset $(TRAIN_SET)" in makefile
