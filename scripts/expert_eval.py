@@ -52,7 +52,7 @@ def export(args: expert.ExportArguments) -> None:
         folder.path,
         packets,
         {**key, "inputs": dict(zip(names, args.inputs)), "date": today()},
-        notice=expert.restricted_notice(provenance),  # restricted notes: said in every file a rater gets
+        provenance=provenance,  # restricted notes: a fixed notice in every file a rater gets
     )
     summary = (
         f"Blinded rating packets: {len(sample)} items (stratified by task and source), {len(names)} candidates "

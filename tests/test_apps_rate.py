@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from datasets import Dataset
 
-from asclepius.apps.rate import RESTRICTED_NOTICE, RatingSheet, find_packet
+from asclepius.apps.rate import RatingSheet, find_packet
+from asclepius.evaluation import expert
 from asclepius.evaluation.folders import with_answers, write_answers_folder
+from asclepius.stage import UNKNOWN
 from asclepius.tasks import TASKS
 from asclepius.testing import browser
 from asclepius.testing.openai_server import OpenAIServer
@@ -91,7 +93,9 @@ def test_the_sheet_saves_each_item_replaces_edits_and_resumes(export):
     assert find_packet(str(folder), None) == folder
     exported = [json.loads(line) for line in (folder / "ratings.jsonl").read_text().splitlines()]
     sheet = RatingSheet(folder)
-    assert sheet.first_unrated() == 0 and sheet.notice == RESTRICTED_NOTICE  # answers of unknown provenance
+    assert sheet.first_unrated() == 0 and sheet.notice == expert.notice_text(
+        UNKNOWN
+    )  # answers without a card
     sheet.save(0, {"A": (4, " fine "), "B": (2, "")})
     sheet.save(1, {"A": (1, ""), "B": (1, "")})
     sheet.save(0, {"A": (3, ""), "B": (2, "")})  # an edit replaces the item's records
@@ -101,6 +105,53 @@ def test_the_sheet_saves_each_item_replaces_edits_and_resumes(export):
     records = [json.loads(line) for line in (folder / "ratings.jsonl").read_text().splitlines()]
     assert len(records) == 2 * ITEMS and sum(r["score"] is not None for r in records) == 4
     assert [set(r) for r in records] == [set(r) for r in exported]  # a notice the export put on rows stays
+
+
+def test_saving_keeps_the_exports_notice_on_every_record_and_the_import_reads_the_sheet_unchanged(
+    export, tmp_path, monkeypatch
+):
+    out, judge, key = export
+    folder = find_packet(str(out), 1)
+    notice = expert.notice_text(UNKNOWN)  # the answers have no card: unknown, so restricted
+    exported = [json.loads(line) for line in (folder / "ratings.jsonl").read_text().splitlines()]
+    assert {r[expert.NOTICE_FIELD] for r in exported} == {notice}
+    sheet = RatingSheet(folder)
+    assert (
+        sheet.notice == notice and "ratings.csv" not in sheet.rubric and "saved as you submit" in sheet.rubric
+    )
+    # A row deleted by hand comes back as the export wrote it, notice included.
+    lines = (folder / "ratings.jsonl").read_text().splitlines()
+    (folder / "ratings.jsonl").write_text("\n".join(lines[1:]) + "\n")
+    sheet = RatingSheet(folder)
+    for index in range(ITEMS):
+        sheet.save(index, {"A": (4 - index, f"item {index}"), "B": (1, "")})
+    records = [json.loads(line) for line in (folder / "ratings.jsonl").read_text().splitlines()]
+    assert len(records) == len(exported) and all(set(r) == set(exported[0]) for r in records)
+    assert {r[expert.NOTICE_FIELD] for r in records} == {notice}
+    # A deleted sheet is rebuilt from the packet with the notice too.
+    (folder / "ratings.jsonl").unlink()
+    RatingSheet(folder).save(0, {"A": (2, ""), "B": (2, "")})
+    rebuilt = [json.loads(line) for line in (folder / "ratings.jsonl").read_text().splitlines()]
+    assert len(rebuilt) == len(exported) and {r[expert.NOTICE_FIELD] for r in rebuilt} == {notice}
+    # The import reads what the app wrote, as it is.
+    (folder / "ratings.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    before = (folder / "ratings.jsonl").read_bytes()
+    import_ratings(folder / "ratings.jsonl", judge, tmp_path / "result", monkeypatch)
+    assert (folder / "ratings.jsonl").read_bytes() == before
+    results = json.loads((tmp_path / "result" / "results.json").read_text())
+    assert results["items"] == ITEMS and results["meta"]["unrated_items"] == 0
+
+
+def test_an_older_packets_own_notice_and_csv_instructions_never_reach_the_page(export):
+    out, _, _ = export
+    folder = find_packet(str(out), 1)
+    data = json.loads((folder / expert.PACKET_DATA_NAME).read_text())
+    data["notice"] = f"RESTRICTED DATA (unknown: the card of {out}/secret-model-alpha says unknown)"
+    data.pop(expert.NOTICE_OF)
+    data["rubric"] = expert.RUBRIC  # what older packets carried: fill the CSV
+    (folder / expert.PACKET_DATA_NAME).write_text(json.dumps(data))
+    sheet = RatingSheet(folder)
+    assert sheet.notice == expert.notice_text(UNKNOWN) and sheet.rubric == expert.APP_RUBRIC
 
 
 def test_an_unfinished_sheet_names_its_first_unrated_item_or_imports_with_allow_incomplete(
@@ -231,6 +282,7 @@ def test_a_rater_scores_reloads_continues_and_edits_in_a_real_browser(export, tm
 
     page_text = "\n".join(seen)
     assert "Admitted with condition" in page_text  # the capture did see the items' data
+    assert "saved as you submit" in page_text and "ratings.csv" not in page_text
     for secret in (*MODELS, str(out), str(tmp_path)):
         assert secret not in page_text
 

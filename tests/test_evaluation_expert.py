@@ -14,6 +14,7 @@ from datasets import Dataset
 
 from asclepius.evaluation import expert
 from asclepius.evaluation.folders import with_answers, write_answers_folder
+from asclepius.stage.provenance import MIMIC_LICENSE_NAME, PUBLIC, RESTRICTED, UNKNOWN, Provenance
 from asclepius.tasks import TASKS
 from asclepius.testing.openai_server import OpenAIServer
 
@@ -31,7 +32,13 @@ def scorer(body: dict) -> str:
 
 
 def answers(
-    root: Path, name: str, prefix: str, *, empty: set[int] = frozenset(), with_source: bool = True
+    root: Path,
+    name: str,
+    prefix: str,
+    *,
+    empty: set[int] = frozenset(),
+    with_source: bool = True,
+    origin: Provenance | None = None,
 ) -> str:
     rows = [{"patient_id": k, "note": f"Note {k}: pt treated for condition {k}.", "question": f"What was treated ({k})?",
              "answer": f"Condition {k}.", "task": TASKS[k % 3], "source": "demo-real" if k % 2 else "synthetic"}
@@ -42,7 +49,7 @@ def answers(
     provenance = {"model": name, "backend": "transformers", "prompt_style": "asclepius", "prompt_hash": "x",
                   "source": "demo", "split": "test"}  # fmt: skip
     write_answers_folder(root / name, with_answers(Dataset.from_list(rows), name, generated), split="test",
-                         provenance=provenance)  # fmt: skip
+                         provenance=provenance, origin=origin)  # fmt: skip
     return str(root / name)
 
 
@@ -219,3 +226,61 @@ def test_answers_without_a_source_are_rated_too(tmp_path, monkeypatch):
                            "--output_dir", str(result), "--bootstrap_samples", "50"], monkeypatch)  # fmt: skip
     compared = json.loads((result / "results.json").read_text())
     assert compared["units"] == 6 and compared["agreement"][0]["kappa"]["value"] == 1.0
+
+
+@pytest.mark.parametrize("status", [RESTRICTED, UNKNOWN])
+def test_restricted_packets_say_so_in_one_fixed_text_that_names_no_folder_and_no_model(
+    tmp_path, monkeypatch, status
+):
+    # Answers whose provenance explains itself with a folder path and a model's folder name.
+    private = tmp_path / "private-cards"
+    names = ("secret-model-alpha", "secret-model-beta")
+    origin = Provenance(
+        status, f"the card of {private}/secret-model-alpha says {status}", str(private / names[0])
+    )
+    inputs = []
+    for name, prefix in zip(names, ("GOOD", "POOR")):
+        answers(tmp_path, name, prefix, origin=origin)
+        inputs.append(str(tmp_path / name))
+    out = tmp_path / "export"
+    run("expert_eval.py", ["export", "--inputs", *inputs, "--output_dir", str(out), "--raters", "2", "--items", "4"],
+        monkeypatch)  # fmt: skip
+    notice = expert.notice_text(status, expert.license_name(origin))
+    assert notice.startswith("RESTRICTED DATA")
+    files = [path for path in (out / "packets").rglob("*") if path.is_file()] + [out / "rubric.md"]
+    assert len(files) == 2 * 4 + 1  # packet.md, packet.json, ratings.csv, ratings.jsonl per rater
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        for secret in (str(tmp_path), "private-cards", "secret-model", "says " + status):
+            assert secret not in text, (path.name, secret)
+    for rater in (1, 2):
+        folder = out / "packets" / f"rater_{rater}"
+        assert f"> **{notice}**" in (folder / "packet.md").read_text().split("## Item")[0]
+        rows = list(csv.DictReader((folder / "ratings.csv").open(encoding="utf-8")))
+        records = [json.loads(line) for line in (folder / "ratings.jsonl").read_text().splitlines()]
+        assert rows and records and {r[expert.NOTICE_FIELD] for r in rows + records} == {notice}
+        assert json.loads((folder / expert.PACKET_DATA_NAME).read_text())["notice"] == notice
+    # The reason stays with the blinding key, which no rater gets.
+    key = json.loads((out / ".asclepius" / expert.KEY_NAME).read_text())
+    reason = key["provenance"]["reason"]  # what the notice used to quote: a folder, hence a model
+    assert key["provenance"]["status"] == status and str(tmp_path) in reason and "secret-model" in reason
+
+
+def test_the_notice_depends_only_on_status_and_licence():
+    physionet = expert.restricted_notice(
+        Provenance(RESTRICTED, "NOTEEVENTS.csv at /data/mimic", "/data/mimic")
+    )
+    assert physionet == expert.notice_text(RESTRICTED, MIMIC_LICENSE_NAME) and MIMIC_LICENSE_NAME in physionet
+    unknown = expert.restricted_notice(
+        Provenance(UNKNOWN, "no card at /models/secret-model-alpha", "/models/x")
+    )
+    assert unknown == expert.notice_text(UNKNOWN) and "not known to be public" in unknown
+    assert expert.restricted_notice(Provenance(PUBLIC, "a public card", "/models/x")) is None
+    assert "/tmp" not in expert.notice_text(RESTRICTED, "/tmp/secret-model-alpha/LICENSE")  # not a licence id
+
+
+def test_the_rubric_of_the_app_says_scores_are_saved_and_the_files_rubric_says_which_column():
+    assert "ratings.csv" in expert.RUBRIC and "ratings.csv" not in expert.APP_RUBRIC
+    assert "saved" in expert.APP_RUBRIC and "saved" not in expert.RUBRIC
+    scale = expert.RUBRIC.split("An answer shown as")[0]
+    assert expert.APP_RUBRIC.startswith(scale) and "| 4 | Excellent |" in scale

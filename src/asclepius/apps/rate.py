@@ -16,20 +16,21 @@ import gradio as gr
 
 from asclepius.apps import LAUNCH_OPTIONS
 from asclepius.errors import InputError
-from asclepius.evaluation.expert import PACKET_DATA_NAME, RATING_FIELDS
+from asclepius.evaluation.expert import (
+    APP_RUBRIC,
+    NOTICE_FIELD,
+    NOTICE_OF,
+    PACKET_DATA_NAME,
+    RUBRIC,
+    notice_text,
+    restricted_notice,
+)
 from asclepius.evaluation.judging import SCORE_NAMES
-from asclepius.stage import PUBLIC, classify
+from asclepius.stage import UNKNOWN, classify
 from asclepius.stage.files import atomic_write_text
 
 RATINGS_NAME = "ratings.jsonl"
 MAX_CANDIDATES = 8  # keys a-h pick an answer for the next score key
-# The page shows this fixed text, never the packet's own notice: that one may explain its
-# provenance with a folder path, and the page names no folder and no model.
-RESTRICTED_NOTICE = (
-    "RESTRICTED DATA: these notes come from a restricted source, or one not known to be public. Only raters "
-    "allowed under the data's use agreement may see them (PhysioNet credentialed access for MIMIC). Do not copy, "
-    "photograph, share or paste them anywhere, including online tools and AI services."
-)
 KEYBOARD_HELP = (
     "Keyboard: **1-4** score the next unscored answer (press **a**, **b**, ... first to pick one), "
     "**Enter** or **n** saves and goes to the next item, **p** goes back. Keys are ignored while typing a comment."
@@ -55,20 +56,35 @@ class RatingSheet:
     def __init__(self, folder: Path):
         self.folder = folder
         data = json.loads((folder / PACKET_DATA_NAME).read_text(encoding="utf-8"))
-        self.rater, self.rubric, self.items = data["rater"], data["rubric"], data["items"]
-        self.notice = RESTRICTED_NOTICE if data.get("notice") else self._provenance_notice()
+        self.rater, self.items = data["rater"], data["items"]
+        # The app's rubric says scores are saved on submit; an older packet carries the files' one (fill the CSV).
+        self.rubric = APP_RUBRIC if data["rubric"] == RUBRIC else data["rubric"]
+        # The export's notice, rebuilt from its status and licence: the page shows only a fixed text,
+        # never a packet's own words (an older export's could name a folder, hence a model).
+        notice_of = data.get(NOTICE_OF) or {}
+        self.exported_notice = (
+            notice_text(notice_of.get("status", UNKNOWN), notice_of.get("license_name"))
+            if data.get(NOTICE_FIELD)
+            else None
+        )
+        self.notice = self.exported_notice or self._provenance_notice()
         self.path = folder / RATINGS_NAME
         self.records = self._read_records()
 
     def _provenance_notice(self) -> str | None:
         # Fail closed: a packet whose export folder is not known to be public is treated as restricted.
         export = self.folder.parents[1] if self.folder.parent.name == "packets" else self.folder
-        return None if classify(str(export)).status == PUBLIC else RESTRICTED_NOTICE
+        return restricted_notice(classify(str(export)))
+
+    def _blank_record(self, item: dict, label: str) -> dict:
+        """An unrated row as the export writes it (its notice too), for a deleted sheet or a missing row."""
+        record = {"rater": self.rater, "item": item["item"], "item_id": item["item_id"], "label": label,
+                  "score": None, "comment": ""}  # fmt: skip
+        return {**record, NOTICE_FIELD: self.exported_notice} if self.exported_notice else record
 
     def _read_records(self) -> list[dict]:
         if not self.path.is_file():  # a deleted sheet is rebuilt empty from the packet
-            return [{"rater": self.rater, "item": e["item"], "item_id": e["item_id"], "label": label,
-                     "score": None, "comment": ""} for e in self.items for label in e["answers"]]  # fmt: skip
+            return [self._blank_record(e, label) for e in self.items for label in e["answers"]]
         records = []
         for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
             if line.strip():
@@ -101,16 +117,15 @@ class RatingSheet:
         return sum(self.is_rated(i) for i in range(len(self.items)))
 
     def save(self, index: int, ratings: dict[str, tuple[int, str]]) -> None:
-        """Replace the item's records (one per answer, the export's fields) and rewrite the file."""
+        """Set the item's scores and comments and rewrite the file: every other field of every record
+        (the export's restriction notice included) is kept as it was, so the import reads it unchanged."""
         item = self.items[index]
         rows = self._rows(index)
         for label, (score, comment) in ratings.items():
-            record = {"rater": self.rater, "item": item["item"], "item_id": item["item_id"], "label": label,
-                      "score": int(score), "comment": comment.strip()}  # fmt: skip
-            if label in rows:
-                rows[label].update(record)  # extra fields a packet may carry are kept
-            else:
-                self.records.append({name: record[name] for name in RATING_FIELDS})
+            if label not in rows:  # a row deleted by hand: back as the export wrote it
+                rows[label] = self._blank_record(item, label)
+                self.records.append(rows[label])
+            rows[label].update(score=int(score), comment=comment.strip())
         atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.records))
 
 

@@ -20,6 +20,7 @@ import csv
 import itertools
 import json
 import random
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from asclepius.errors import InputError
 from asclepius.evaluation import statistics
 from asclepius.evaluation.judging import SCORE_NAMES, Item
 from asclepius.stage.files import WORK_DIR_NAME, atomic_write_text
+from asclepius.stage.provenance import RESTRICTED, Provenance
 
 KEY_NAME = "expert_key.json"
 # What the rating app reads: the packet as data (the rubric, the items, a notice for restricted data).
@@ -41,9 +43,12 @@ RATING_FIELDS = ["rater", "item", "item_id", "label", "score", "comment"]
 # Packets of restricted (or unknown) data say so at the top of packet.md and on every row of the
 # ratings files (a `notice` column/key that the import ignores), wherever a file ends up.
 NOTICE_FIELD = "notice"
+NOTICE_OF = "notice_of"
 NO_ANSWER = "(no answer)"
 JUDGE = "judge"
-RUBRIC = """# Rating rubric
+# The rubric lives here only. Its scale is shared; how a score is recorded differs: raters without
+# the app fill the ratings files (rubric.md), raters in the app submit each item (packet.json).
+_RUBRIC_SCALE = """# Rating rubric
 
 For each item, read the note and the instruction, work out your own answer from the note,
 then score every candidate answer on its own (not against the others) from 1 to 4:
@@ -56,10 +61,16 @@ then score every candidate answer on its own (not against the others) from 1 to 
 | 1 | Unacceptable | anything wrong or irrelevant, invented beyond the note, or a missed "the note does not say" |
 
 An answer shown as "(no answer)" gets 1: the model did not complete the instruction.
-Fill the `score` column of your `ratings.csv` (or the `score` field of `ratings.jsonl`) with
-an integer 1-4 for every row; `comment` is optional. Do not change the other columns.
-Candidates are shuffled per item and carry no model names: please do not try to guess them.
 """
+_RECORD_IN_FILES = """Fill the `score` column of your `ratings.csv` (or the `score` field of `ratings.jsonl`) with
+an integer 1-4 for every row; `comment` is optional. Do not change the other columns.
+"""
+_RECORD_IN_APP = """Pick a score 1-4 for every answer of the item; a comment is optional. Your scores are
+saved as you submit each item (**Save and next**): you can close the page and continue later where you left off.
+"""
+_BLINDING = "Candidates are shuffled per item and carry no model names: please do not try to guess them.\n"
+RUBRIC = _RUBRIC_SCALE + _RECORD_IN_FILES + _BLINDING  # rubric.md and the export's card
+APP_RUBRIC = _RUBRIC_SCALE + _RECORD_IN_APP + _BLINDING  # packet.json: what the rating app shows
 
 
 @dataclass
@@ -192,10 +203,15 @@ def build_packets(items: Sequence[Item], *, raters: int, seed: int) -> tuple[dic
 
 
 def write_packets(
-    output_dir: Path, packets: dict[int, list[dict]], key: dict, *, notice: str | None = None
+    output_dir: Path, packets: dict[int, list[dict]], key: dict, *, provenance: Provenance | None = None
 ) -> list[Path]:
     """Per rater: packet.md to read, ratings.csv and ratings.jsonl to fill, packet.json for the rating
-    app (``notice``: shown on every page, e.g. for restricted data); rubric.md; the key hidden."""
+    app; rubric.md; the key hidden. Restricted (or unknown) ``provenance``: the fixed notice in every
+    file a rater gets, and its reason only in the key, which no rater gets."""
+    notice = restricted_notice(provenance) if provenance is not None else None
+    if provenance is not None:
+        key = {**key, "provenance": {"status": provenance.status, "reason": provenance.reason,
+                                     "license": provenance.license}}  # fmt: skip
     written = []
     atomic_write_text(output_dir / "rubric.md", RUBRIC)
     for rater, entries in packets.items():
@@ -224,7 +240,9 @@ def write_packets(
             "".join(json.dumps({**row, "score": None}, ensure_ascii=False) + "\n" for row in rows),
         )
         atomic_write_text(folder / "packet.md", render_packet(rater, entries, notice))
-        packet_data = {"rater": rater, "rubric": RUBRIC, "notice": notice, "items": entries}
+        packet_data = {"rater": rater, "rubric": APP_RUBRIC, "notice": notice, "items": entries}
+        if notice:  # what the app rebuilds the same fixed text from (it never shows a packet's own text)
+            packet_data[NOTICE_OF] = {"status": provenance.status, "license_name": license_name(provenance)}
         atomic_write_text(
             folder / PACKET_DATA_NAME, json.dumps(packet_data, ensure_ascii=False, indent=1) + "\n"
         )
@@ -233,15 +251,42 @@ def write_packets(
     return written
 
 
-def restricted_notice(provenance) -> str | None:
+def notice_text(status: str, license_name: str | None = None) -> str:
+    """The fixed notice of restricted (or unknown) notes: chosen by status and licence name only.
+
+    Never the provenance's reason: that names folders and, through them, models, and raters'
+    files must not unblind the packet. A licence name that is not a plain identifier is left out.
+    """
+    licence = (
+        f" under the licence {license_name}" if license_name and _PLAIN_NAME.fullmatch(license_name) else ""
+    )
+    source = (
+        f"a restricted source{licence}"
+        if status == RESTRICTED
+        else f"a source not known to be public, so they are treated as restricted{licence}"
+    )
+    return (
+        f"RESTRICTED DATA: these notes come from {source}. Only raters allowed under the data's use agreement "
+        "may see them (PhysioNet credentialed access for MIMIC). Do not copy, photograph, share, upload or paste "
+        "them anywhere, including online tools and AI services."
+    )
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,79}")
+
+
+def license_name(provenance: Provenance) -> str | None:
+    """The licence a notice names: PhysioNet's for MIMIC, a declared one's id, none when unknown."""
+    fields = provenance.card_license()
+    name = fields.get("license_name") or fields.get("license")
+    return None if name in (None, "other") else name
+
+
+def restricted_notice(provenance: Provenance) -> str | None:
     """What a rater must know when the notes are restricted or of unknown provenance (None: public)."""
     if not provenance.restricted:
         return None
-    return (
-        f"RESTRICTED DATA ({provenance.status}: {provenance.reason}). These notes may be seen only by raters "
-        "allowed under their data use agreement (PhysioNet credentialed access for MIMIC). Do not copy, share, "
-        "upload or paste them anywhere, including online tools and AI services."
-    )
+    return notice_text(provenance.status, license_name(provenance))
 
 
 def render_packet(rater: int, entries: Sequence[dict], notice: str | None = None) -> str:
