@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx2
 import openai
@@ -160,6 +160,8 @@ class Answer:
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
+    # The answer's x-ratelimit-* headers (the pacer learns the server's token bucket from them).
+    rate_limit_headers: dict[str, str] = field(default_factory=dict)
 
 
 class CallError(Exception):
@@ -169,6 +171,7 @@ class CallError(Exception):
         super().__init__(reason)
         self.reason, self.retryable = reason, retryable
         self.rate_limited, self.retry_after = rate_limited, retry_after
+        self.rate_limit_headers: dict[str, str] = {}
 
 
 def _status_error(error: openai.APIStatusError) -> CallError:
@@ -185,9 +188,15 @@ def _status_error(error: openai.APIStatusError) -> CallError:
     retryable = status in _RETRYABLE_4XX or status >= 500
     # Overloaded servers (503) also send retry-after; honour it like a 429's.
     retry_after = retry_delay_from_headers(error.response.headers) if retryable else None
-    return CallError(
+    failure = CallError(
         f"http {status}: {message}", retryable=retryable, rate_limited=status == 429, retry_after=retry_after
     )
+    failure.rate_limit_headers = _rate_limit_headers(error.response.headers)
+    return failure
+
+
+def _rate_limit_headers(headers) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-ratelimit-")}
 
 
 async def complete(
@@ -208,13 +217,14 @@ async def complete(
     extra = {"response_format": response_format} if response_format else {}
     try:
         if prompt is not None:
-            completion = await client.completions.create(
+            raw = await client.completions.with_raw_response.create(
                 model=model, prompt=prompt, temperature=temperature, max_tokens=max_tokens
             )
         else:
-            completion = await client.chat.completions.create(
+            raw = await client.chat.completions.with_raw_response.create(
                 model=model, messages=messages, temperature=temperature, max_tokens=max_tokens, **extra
             )
+        completion = raw.parse()
     except openai.APIStatusError as error:
         raise _status_error(error) from None
     except openai.APITimeoutError:
@@ -225,8 +235,8 @@ async def complete(
         # A truncated or garbled 200 body: the server may well answer properly next time.
         raise CallError(f"malformed response: {type(error).__name__}", retryable=True) from None
     choices = getattr(completion, "choices", None)  # a non-JSON body comes back as a plain str
-    field = "text" if prompt is not None else "message"
-    if not choices or getattr(choices[0], field, None) is None:
+    part = "text" if prompt is not None else "message"
+    if not choices or getattr(choices[0], part, None) is None:
         raise CallError("malformed response: no choices", retryable=True)
     choice = choices[0]
     content = (choice.text if prompt is not None else choice.message.content) or ""
@@ -243,4 +253,5 @@ async def complete(
             else (len(prompt) // 4 + 3 if prompt is not None else estimate_prompt_tokens(messages))
         ),
         completion_tokens=int(completion_tokens if completion_tokens is not None else len(content) // 4),
+        rate_limit_headers=_rate_limit_headers(raw.headers),
     )

@@ -431,10 +431,12 @@ class _Run:
     async def _call_with_retries(self, request: Request, key: str) -> Entry:
         args, summary, secret = self.args, self.summary, self.engine._api_key
         temperature, max_tokens = self.engine.sampling(request)
-        estimate = estimate_request_tokens(request) + max_tokens
+        prompt_estimate = estimate_request_tokens(request)
         reason = "no attempt"
         for attempt in range(1, args.max_attempts + 1):
-            await self.pacer.acquire(estimate)
+            # In the server's own tokens, as learned from earlier answers of this run.
+            estimate = self.pacer.token_cost(prompt_estimate, max_tokens)
+            room = await self.pacer.acquire(estimate)
             summary.calls += 1
             summary.retried += attempt > 1
             try:
@@ -459,11 +461,13 @@ class _Run:
                     "attempt %d of %s failed (%s); retrying in %.2fs", attempt, key[:12], reason, delay
                 )
                 if error.rate_limited or error.retry_after is not None:
+                    self.pacer.refused(estimate, error.rate_limit_headers, room)
                     self.pacer.on_rate_limited(delay)  # everyone waits for the reset, not just us
                 elif attempt < args.max_attempts:
                     await asyncio.sleep(delay)
                 continue
             self.pacer.settle(estimate, answer.prompt_tokens + answer.completion_tokens)
+            self.pacer.learn(prompt_estimate, answer.prompt_tokens, answer.rate_limit_headers, room)
             summary.prompt_tokens += answer.prompt_tokens
             summary.completion_tokens += answer.completion_tokens
             return Entry(

@@ -433,8 +433,13 @@ class OpenAIServer:
         batch_error_rate: float = 0.0,
         batch_latency: float = 0.0,
         redirect_to: str | None = None,
+        token_factor: float = 1.0,
+        refund_unused_tokens: bool = True,
     ):
         """Limits are per minute, enforced per second; rates are probabilities per request.
+
+        token_factor scales the server's own token count (characters / 4 by default): a hosted
+        API counts with its own tokenizer, so a client's estimate is off by some unknown factor.
 
         reject(body) -> True answers 400 (never retryable); responder(body) -> assistant
         text (an exception in it answers 500); api_key set -> other bearer tokens get 401;
@@ -444,6 +449,7 @@ class OpenAIServer:
         self.requests = Bucket(requests_per_minute) if requests_per_minute else None
         self.tokens = Bucket(tokens_per_minute) if tokens_per_minute else None
         self.latency, self.latency_jitter = latency, latency_jitter
+        self.token_factor, self.refund_unused_tokens = token_factor, refund_unused_tokens
         self.faults = {
             "429": rate_429,
             "500": rate_500,
@@ -527,6 +533,10 @@ class OpenAIServer:
             roll -= rate
         return None
 
+    def count_tokens(self, text: str) -> int:
+        """This server's own token count (see token_factor)."""
+        return max(1, round(count_tokens(text) * self.token_factor))
+
     def _admit(self, cost_tokens: int) -> tuple[float, dict[str, str]]:
         """Charge the limits, or return how long to wait; plus the x-ratelimit-* headers."""
         with self._lock:
@@ -551,12 +561,12 @@ class OpenAIServer:
         """The answer's body and its billing record (the responder may raise)."""
         text = self.responder(responder_view(body))
         finish_reason = "stop"
-        if fault == "length" or count_tokens(text) > max_tokens:
+        if fault == "length" or self.count_tokens(text) > max_tokens:
             text, finish_reason = text[: min(len(text) // 2, max_tokens * 4)], "length"
         if fault == "content_filter":
             text, finish_reason = None, "content_filter"
-        completion_tokens = count_tokens(text) if text else 0
-        if self.tokens is not None:
+        completion_tokens = self.count_tokens(text) if text else 0
+        if self.tokens is not None and self.refund_unused_tokens:
             with self._lock:  # charged prompt + max_tokens up front; return what was not generated
                 self.tokens.give_back(max(0, max_tokens - completion_tokens))
         payload = _completion_payload(body, digest, text, finish_reason, prompt_tokens, completion_tokens)
@@ -599,7 +609,9 @@ class OpenAIServer:
                 _error("This request was rejected by the test server.", "invalid_request_error"),
                 "400",
             )
-        prompt_tokens = sum(count_tokens(str(m.get("content") or m.get("prompt") or "")) for m in messages)
+        prompt_tokens = sum(
+            self.count_tokens(str(m.get("content") or m.get("prompt") or "")) for m in messages
+        )
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
         wait, headers = self._admit(prompt_tokens + max_tokens)
         if wait > 0:
@@ -857,6 +869,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-expire-fraction", type=float, default=0.3)
     parser.add_argument("--batch-error-rate", type=float, default=0.0)
     parser.add_argument("--batch-latency", type=float, default=0.0)
+    parser.add_argument("--token-factor", type=float, default=1.0)
+    parser.add_argument("--refund-unused-tokens", type=int, default=1, help="0: max_tokens stays charged")
     parser.add_argument("--billing-log", default=None, help="write the billing log here (JSON) on exit")
     parser.add_argument("--redirect-to", default=None, help="answer chat completions 307 to this URL")
     args = parser.parse_args(argv)
@@ -886,6 +900,8 @@ def main(argv: list[str] | None = None) -> None:
         batch_error_rate=args.batch_error_rate,
         batch_latency=args.batch_latency,
         redirect_to=args.redirect_to,
+        token_factor=args.token_factor,
+        refund_unused_tokens=bool(args.refund_unused_tokens),
     )
 
     def finish(signum: int, frame: Any) -> None:
