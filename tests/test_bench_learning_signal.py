@@ -97,6 +97,15 @@ def test_the_rouge_goal_needs_thirty_rows(bench):
     assert "interval above zero on >= 30 rows: MISSED" in table
 
 
+def test_a_run_stopped_before_sft_reports_base_and_cpt(bench):
+    scores = {"base": _scores(3.0, [0.1] * 4), "cpt": _scores(2.5, [0.1] * 4)}
+    scores["base"]["benchmarks"] = {"pubmedqa": np.array([1.0, 0.0, 1.0])}  # CPT not run on it: no column
+    table, results = bench.render(scores, _setup(4), PATIENTS)
+    assert [r["name"].split(":")[0] for r in results] == ["CPT"]
+    assert "| cpt - base |" in table and "| sft" not in table and "pubmedqa" not in table
+    assert "SFT: **not scored in this run**" in table
+
+
 def test_a_gain_within_noise_is_reported_missed(bench):
     scores = {
         "base": _scores(3.0, [0.1, 0.3, 0.2, 0.4] * 8),
