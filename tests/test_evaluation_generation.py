@@ -300,3 +300,13 @@ def test_paper_decoding_builds_the_originals_config_and_refuses_an_over_long_pro
     # The default decodings still cut the note to fit.
     cutting = LocalGenerator(str(tiny_model_path), decoding=greedy(2), device="cpu", max_prompt_tokens=300)
     assert len(cutting.encode(notes[2], QUESTIONS[2], row=2)) <= 300 and cutting.truncated == 1
+
+
+def test_paper_decoding_refuses_an_over_long_endpoint_prompt_before_sending():
+    from asclepius.evaluation.generation import generate_api
+
+    notes = [NOTES[0], "chest pain " * 400]
+    with pytest.raises(InputError, match=r"row 2: field 'note': .*does not cut prompts"):
+        # Refused before any engine exists: nothing is sent or paid.
+        generate_api(None, notes, QUESTIONS[:2], prompt_style="asclepius", decoding=Decoding.paper(),
+                     ledger_path="unused", max_prompt_tokens=600)  # fmt: skip

@@ -434,9 +434,22 @@ def generate_api(
     A permanently failed row (content filter, HTTP 400...) gets ``None`` and its reason;
     the judge counts it as a model without an answer for that item. With
     ``max_prompt_tokens``, a longer prompt (by the engine's tokenizer-free estimate) has
-    its note cut to fit, counted in ``truncation``.
+    its note cut to fit, counted in ``truncation``; under ``--decoding paper`` nothing is cut: a
+    longer prompt is a one-line error naming its row, before anything is sent.
     """
     from asclepius.engine import Engine, run_requests
+
+    if max_prompt_tokens is not None and not decoding.cut_long_prompts:
+        for index, (note, question) in enumerate(zip(notes, questions)):
+            size = estimate_request_tokens(api_request(prompt_style, note, question))
+            if size > max_prompt_tokens:
+                raise InputError(
+                    "evaluation set",
+                    f"the prompt is about {size} tokens, over --max_prompt_tokens {max_prompt_tokens}; --decoding "
+                    "paper does not cut prompts: drop the row or use --decoding greedy (which cuts the note)",
+                    row=index + 1,
+                    field="note",
+                )
 
     if decoding.num_beams > 1 or decoding.top_p is not None:
         logger.warning(
