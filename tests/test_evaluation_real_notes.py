@@ -118,7 +118,7 @@ def test_real_notes_evaluation_end_to_end(tiny_model_path, decisive_tiny_model_p
             score = judge[(row["item_id"], target["model"])] if target["answered"] else 1  # no answer: 1
             row["score"] = score if row["rater"] == "1" else max(1, score - 1)
         with path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=expert.RATING_FIELDS)
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))  # the export's columns, notice included
             writer.writeheader()
             writer.writerows(rows)
         files.append(str(path))
