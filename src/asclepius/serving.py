@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -101,10 +102,21 @@ def serve_model(
     # A new session gives the server its own process group, so we can stop it and its children at once.
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     logger.info("transformers serve %s on 127.0.0.1:%d (pid %d)", model_path, port, process.pid)
+    # The server lives in its own session, so a SIGTERM to us (`timeout`, a job scheduler) would
+    # leave it generating: turn it into an exit that runs the cleanup below.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/health", process, startup_timeout)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         stop_process_group(process)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if log is not subprocess.DEVNULL:
             log.close()
+
+
+def _exit_on_sigterm(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
