@@ -341,6 +341,28 @@ def _num(value: float) -> float | None:
     return None if value is None or math.isnan(value) else round(float(value), 4)
 
 
+def _corpus_table(models: list[str], corpora: list[str], cell: dict, format_cell) -> list[str]:
+    """Rows are corpora, columns models; a missing pair or value reads n/a."""
+    lines = ["| corpus | " + " | ".join(f"`{m}`" for m in models) + " |", "|---|" + "---|" * len(models)]
+    for corpus in corpora:
+        cells = [format_cell(cell.get((model, corpus))) for model in models]
+        lines.append(f"| {corpus} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _perplexity_cell(r: dict | None) -> str:
+    return (
+        f"{r['perplexity']:.3f} ({r['ci95'][0]:.3f}-{r['ci95'][1]:.3f})" if r and r["perplexity"] else "n/a"
+    )
+
+
+def _bits_per_byte_cell(r: dict | None) -> str:
+    low, high = (r or {}).get("bits_per_byte_ci95") or [None, None]
+    if r and r.get("bits_per_byte") and low is not None:
+        return f"{r['bits_per_byte']:.4f} ({low:.4f}-{high:.4f})"
+    return "n/a"
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The paper's table: rows are corpora, columns models; each cell perplexity (95% CI)."""
     models, corpora = results["models"], list(results["corpora"])
@@ -352,39 +374,12 @@ def render_markdown(results: dict[str, Any]) -> str:
         "as more natural to the model. 95% intervals: percentile bootstrap over documents "
         f"({results['bootstrap']['samples']} resamples, seed {results['bootstrap']['seed']}).",
         "",
-        "| corpus | " + " | ".join(f"`{m}`" for m in models) + " |",
-        "|---|" + "---|" * len(models),
-    ]
-    for corpus in corpora:
-        cells = []
-        for model in models:
-            r = cell.get((model, corpus))
-            cells.append(
-                f"{r['perplexity']:.3f} ({r['ci95'][0]:.3f}-{r['ci95'][1]:.3f})"
-                if r and r["perplexity"]
-                else "n/a"
-            )
-        lines.append(f"| {corpus} | " + " | ".join(cells) + " |")
-    lines += [
+        *_corpus_table(models, corpora, cell, _perplexity_cell),
         "",
         "Bits per byte: the same negative log-likelihood in bits over the UTF-8 bytes of the scored text "
         "(every token but a document's first), comparable across tokenizers; lower is better.",
         "",
-        "| corpus | " + " | ".join(f"`{m}`" for m in models) + " |",
-        "|---|" + "---|" * len(models),
-    ]
-    for corpus in corpora:
-        cells = []
-        for model in models:
-            r = cell.get((model, corpus))
-            low, high = (r or {}).get("bits_per_byte_ci95") or [None, None]
-            cells.append(
-                f"{r['bits_per_byte']:.4f} ({low:.4f}-{high:.4f})"
-                if r and r.get("bits_per_byte") and low is not None
-                else "n/a"
-            )
-        lines.append(f"| {corpus} | " + " | ".join(cells) + " |")
-    lines += [
+        *_corpus_table(models, corpora, cell, _bits_per_byte_cell),
         "",
         tokenizer_note(results),
         "",
