@@ -29,7 +29,9 @@ def main() -> None:
         if name in UV_FLAGS and value:
             (from_env if key.startswith(":env:") else from_files)[name] = ast.literal_eval(value)
     settings = {**from_files, **from_env}  # pip lets the environment override its files
-    arguments = [part for name, value in settings.items() for entry in value.split() for part in (UV_FLAGS[name], entry)]
+    # pip takes the best version from every index; uv's default takes the first index that has the name.
+    arguments = ["--index-strategy", "unsafe-best-match"]
+    arguments += [part for name, value in settings.items() for entry in value.split() for part in (UV_FLAGS[name], entry)]
     print(shlex.join(arguments))
 
 
