@@ -31,7 +31,12 @@ def main() -> None:
     settings = {**from_files, **from_env}  # pip lets the environment override its files
     # pip takes the best version from every index; uv's default takes the first index that has the name.
     arguments = ["--index-strategy", "unsafe-best-match"]
-    arguments += [part for name, value in settings.items() for entry in value.split() for part in (UV_FLAGS[name], entry)]
+    arguments += [
+        part
+        for name, value in settings.items()
+        for entry in value.split()
+        for part in (UV_FLAGS[name], entry)
+    ]
     print(shlex.join(arguments))
 
 

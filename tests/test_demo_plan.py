@@ -134,3 +134,19 @@ def test_the_summary_ends_with_wall_and_cpu_time_per_phase_and_step(tmp_path):
     assert lines[3].split()[:2] == ["sft", "cached"]
     wall, cpu = stopwatch.total()
     assert wall >= 0 and cpu >= 0
+
+
+def test_the_whole_make_demo_is_counted_from_when_make_started(tmp_path, monkeypatch):
+    import asclepius.demo as demo
+
+    monkeypatch.setattr(demo.sys, "prefix", str(tmp_path))
+    monkeypatch.delenv("ASCLEPIUS_MAKE_STARTED", raising=False)
+    assert demo.make_lines(now=1_000) == []  # run by hand: no claim about make
+    monkeypatch.setenv("ASCLEPIUS_MAKE_STARTED", "600")
+    (tmp_path / ".install-started").write_text("605\n")
+    (tmp_path / ".installed").write_text("12\n")
+    assert demo.make_lines(now=1_000) == [
+        "`make demo` from start to end: 400s, the install included (12s of it)"
+    ]
+    (tmp_path / ".install-started").write_text("100\n")  # installed by an earlier make
+    assert demo.make_lines(now=1_000) == ["`make demo` from start to end: 400s (already installed)"]

@@ -103,7 +103,8 @@ def test_readme_files_and_recipes_exist():
 
 # --- paths: every outputs/ folder a command reads is one something writes --------------------
 # Flags whose value is a folder the command writes; every other outputs/ path it names is read.
-OUTPUT_FLAGS = ("--output_dir",)
+# (The demo converts SmolLM2 into its --base_model when the folder is missing.)
+OUTPUT_FLAGS = ("--output_dir", "--base_model")
 # Written by make targets beside their --output_dir (asclepius.smol writes the teacher next to the model).
 WRITTEN_BESIDE = {"outputs/smol-135m": ("outputs/smol-135m-teacher",)}
 RECIPE_OUTPUT_KEYS = ("output_dir", "notes_dir", "questions_dir", "instructions_dir", "mimic_notes_dir")
