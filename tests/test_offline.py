@@ -184,3 +184,29 @@ def test_the_readme_says_which_targets_are_offline():
     offline = re.search(r"^OFFLINE_TARGETS := (.*)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
     assert named == ["demo", "test", "bench"] and set(named) <= set(offline)
     assert "HF_HUB_OFFLINE=1" in section and "cache" in section
+
+
+def test_perplexity_and_chat_by_hub_id_read_the_cache_at_once_without_a_network(
+    tiny_model_path, refused_endpoint, tmp_path
+):
+    hf_home = tmp_path / "hf"
+    fill_hub_cache(hf_home, "someone/tiny-clinical", tiny_model_path)
+    env = clean_env(HF_HOME=str(hf_home), HF_ENDPOINT=refused_endpoint)
+
+    def run(*command: str, stdin: str = "") -> str:
+        result = subprocess.run(list(command), cwd=ROOT, env=env, input=stdin, capture_output=True, text=True,
+                                timeout=600)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "Retrying in" not in result.stderr, "the Hub was retried file by file"
+        assert "working offline from the Hugging Face cache" in result.stderr
+        return result.stdout
+
+    report = tmp_path / "perplexity"
+    run(sys.executable, "scripts/perplexity.py", "--models", "someone/tiny-clinical", "--corpora",
+        "notes=data/demo/synthetic_notes.jsonl", "--max_documents", "2", "--output_dir", str(report))  # fmt: skip
+    assert is_finished(report) and "someone/tiny-clinical" in (report / "report.md").read_text(
+        encoding="utf-8"
+    )
+    answer = run(sys.executable, "-m", "asclepius.cli", "chat", "--model", "someone/tiny-clinical",
+                 "--question", "What was the diagnosis?", "--max_new_tokens", "3", stdin="A short note.\n\n")  # fmt: skip
+    assert answer.endswith("\n")  # one answer line (the tiny model may answer blanks)

@@ -78,6 +78,7 @@ def chat_loop(
 def run_chat(args: argparse.Namespace) -> int:
     from asclepius.errors import setup_logging
     from asclepius.evaluation.generation import DECODING_PRESETS, Decoding, LocalGenerator
+    from asclepius.offline import offline_unless_hub_reachable_for
 
     setup_logging()
     do_sample, num_beams = DECODING_PRESETS[args.decoding]
@@ -95,6 +96,8 @@ def run_chat(args: argparse.Namespace) -> int:
     if args.note_file:
         with open(args.note_file, encoding="utf-8") as handle:
             note = handle.read().strip()
+    # A Hub id with the Hub unreachable: read the cache at once, not after minutes of retries.
+    offline_unless_hub_reachable_for(args.model)
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     generator = LocalGenerator(
         args.model,

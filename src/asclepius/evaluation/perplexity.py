@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from asclepius.errors import InputError
+from asclepius.offline import offline_unless_hub_reachable_for
 from asclepius.stage.files import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -246,7 +247,11 @@ def pair_path(store: Path, model: str, corpus_path: str, args: PerplexityArgumen
 
 
 def check_models(args: PerplexityArguments, corpora: dict[str, str], store: Path) -> None:
-    """Every model that still has a pair to score exists (before any corpus is read or model loaded)."""
+    """Every model that still has a pair to score exists (before any corpus is read or model loaded).
+
+    A Hub id with the Hub unreachable turns the process offline first: the cache answers at once
+    instead of after minutes of retries per file."""
+    offline_unless_hub_reachable_for(*args.models, *corpora.values())
     for model in args.models:
         todo = args.overwrite or any(
             not pair_path(store, model, path, args).exists() for path in corpora.values()
