@@ -58,14 +58,18 @@ def fmt(value) -> str:
     return "" if value is None else str(value)
 
 
-def render(rows: list[tuple[str, dict]], timings: dict[str, float]) -> str:
+def render(rows: list[tuple[str, dict]], timings: dict[str, float], kept: list[str] = ()) -> str:
+    """The results block; ``kept`` are table lines of benchmarks not run this time (``--only``)."""
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in PACKAGES if _installed(name))
+    ran = ", ".join(f"`{script}`" for script in timings)
     lines = [
         f"Last run: {dt.date.today().isoformat()} on `{platform.node() or 'unknown'}` "
         f"({os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}); {versions}.",
+        *([f"Rerun alone: {ran}; the other rows are from an earlier run."] if kept else []),
         "",
         "| benchmark | figure | value | baseline | ratio | goal | met | min / median / max |",
         "|---|---|---|---|---|---|---|---|",
+        *kept,
     ]
     for script, result in rows:
         spread = (
@@ -80,6 +84,15 @@ def render(rows: list[tuple[str, dict]], timings: dict[str, float]) -> str:
         "Wall time per benchmark: " + ", ".join(f"`{k}` {v:.0f} s" for k, v in timings.items()) + ".",
     ]
     return "\n".join(lines)
+
+
+def kept_rows(text: str, skip: set[str]) -> list[str]:
+    """The table lines of the current results block whose benchmark is not in ``skip``."""
+    block = re.search(re.escape(BEGIN) + r"(.*?)" + re.escape(END), text, flags=re.S)
+    lines = block.group(1).splitlines() if block else []
+    return [
+        line for line in lines if (found := re.match(r"\| `([^`]+)` \|", line)) and found.group(1) not in skip
+    ]
 
 
 def _installed(name: str) -> bool:
@@ -108,12 +121,14 @@ def main() -> int:
         rows += [(script.name, result) for result in results]
         if code != 0 or not results:
             failed.append(script.name)
-    table = render(rows, timings)
     text = (
         BENCHMARKS_MD.read_text(encoding="utf-8")
         if BENCHMARKS_MD.exists()
         else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
     )
+    # --only reruns some benchmarks: the rows of the others stay as they were.
+    kept = kept_rows(text, skip=set(timings)) if args.only else []
+    table = render(rows, timings, kept)
     text = re.sub(
         re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: f"{BEGIN}\n{table}\n{END}", text, flags=re.S
     )

@@ -135,6 +135,56 @@ def test_names_are_allowed_only_when_they_resolve_to_local_addresses(tmp_path, e
         assert len(server.billing) == 2
 
 
+def test_a_name_rebound_to_a_public_address_after_the_check_is_never_connected_to(tmp_path, env, noteevents):
+    # DNS rebinding: the name answers 127.0.0.1 to the policy's check, then 203.0.113.9 (public)
+    # to whoever resolves it to connect. The client connects to the address it checked.
+    table = {"rebind.lab": ["127.0.0.1", "203.0.113.9"], "gone.lab": [None, "127.0.0.1"]}
+    resolving = fake_dns_env(env, tmp_path, table)
+    with OpenAIServer() as server:
+        made = make_notes(f"http://rebind.lab:{server.port}/v1", noteevents, tmp_path / "notes",
+                          "--request_timeout", "5", env=resolving)  # fmt: skip
+        assert made.returncode == 0, made.stderr[-2000:]
+        assert len(server.billing) == 2  # reached through 127.0.0.1, the checked address
+        # A name that no longer resolves for the project's own check is refused before any request.
+        refused = make_notes(
+            f"http://gone.lab:{server.port}/v1", noteevents, tmp_path / "gone", env=resolving
+        )
+        assert refused.returncode == 2 and "--allowed_endpoints" in error_line(refused)
+        assert len(server.billing) == 2
+
+
+async def _connect_once(backend, host: str, port: int):
+    stream = await backend.connect_tcp(host, port, timeout=5)
+    await stream.aclose()
+
+
+def test_the_pinned_backend_refuses_a_name_that_turned_public_at_connect_time(monkeypatch):
+    import asyncio
+    import socket
+
+    import httpcore2
+    from test_stage_policy import fake_getaddrinfo
+
+    from asclepius.network import LocalPinnedBackend, names_to_pin
+
+    table = {"lab.internal": "127.0.0.1", "api.example": "203.0.113.10"}
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo(table))
+    urls = [
+        "http://lab.internal:8000/v1",
+        "https://api.example/v1",
+        "http://localhost:1/v1",
+        "http://10.0.0.1/v1",
+    ]
+    assert names_to_pin(urls) == {"lab.internal"}  # public names, localhost and addresses are not pinned
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        backend = LocalPinnedBackend({"lab.internal"})
+        asyncio.run(_connect_once(backend, "lab.internal", port))  # still local: connects
+        table["lab.internal"] = "203.0.113.9"  # the next answer is public
+        with pytest.raises(httpcore2.ConnectError, match="no longer resolves to local addresses only"):
+            asyncio.run(_connect_once(backend, "lab.internal", port))
+
+
 def test_a_short_key_and_a_query_string_echoed_by_the_server_are_recorded_nowhere(tmp_path, env):
     keyed = {**env, "ASCLEPIUS_TEST_KEY": SHORT_KEY}
     with OpenAIServer(api_key="the-right-key") as server:

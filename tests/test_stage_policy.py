@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import textwrap
 from pathlib import Path
 
@@ -23,8 +24,12 @@ PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUES
 RESTRICTED = Provenance(status="restricted", reason="MIMIC-III NOTEEVENTS columns", source="notes")
 
 
-def fake_getaddrinfo(table: dict[str, str | None], real=socket.getaddrinfo):
+def fake_getaddrinfo(table: dict[str, str | list | None], real=socket.getaddrinfo):
     """getaddrinfo that answers ``table`` (name -> address, None = no such name) and never asks DNS.
+
+    A name mapped to a pair answers the first to lookups made by ``asclepius.network`` (the
+    policy's checks) and the second to every other caller (a socket library connecting by
+    name): a DNS server rebinding the name between the check and the connection.
 
     Address literals and localhost go to the real resolver (no network involved); any other
     name not in the table does not exist.
@@ -33,9 +38,13 @@ def fake_getaddrinfo(table: dict[str, str | None], real=socket.getaddrinfo):
     def getaddrinfo(host, port, *args, **kwargs):
         name = (host.decode() if isinstance(host, bytes) else str(host or "")).lower()
         if name in table:
-            if table[name] is None:
+            answer = table[name]
+            if isinstance(answer, list):  # [to the project's checks, to everyone else]: a rebinding name
+                checking = sys._getframe(1).f_globals.get("__name__") == "asclepius.network"
+                answer = answer[0] if checking else answer[1]
+            if answer is None:
                 raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-            return real(table[name], port, *args, **kwargs)
+            return real(answer, port, *args, **kwargs)
         if name == "localhost" or is_literal(name):
             return real(host, port, *args, **kwargs)
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")

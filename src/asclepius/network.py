@@ -5,14 +5,19 @@ The policy (:mod:`asclepius.stage.policy`) decides on these answers and the clie
 (:mod:`asclepius.engine.client`) is built from the same ones, so the path that was checked
 is the path that is used: the URL is parsed by ``httpx2`` (the parser the ``openai`` client
 sends with, which differs from ``urllib`` on odd URLs), and proxies are looked up with
-``httpx2``'s own reading of ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY``.
+``httpx2``'s own reading of ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY``. A name
+allowed because it resolved to local addresses is pinned: the client connects only to an
+address that passed the same check at connection time (no DNS rebinding in between).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterable
 
+import anyio
+import httpcore2
 import httpx2
 
 # The client's own environment reading (private in httpx2, but the point is to resolve
@@ -45,6 +50,11 @@ def url_host(url: str | None) -> str:
         return httpx2.URL(url or "").host.lower()
     except (httpx2.InvalidURL, TypeError, ValueError):
         return ""
+
+
+def allowed_names(allowed_hosts: Iterable[str]) -> set[str]:
+    """The host names of ``--allowed_endpoints`` (URLs or bare names), lower case."""
+    return {url_host(item) or item.strip().lower() for item in allowed_hosts or () if item and item.strip()}
 
 
 def url_port(url: str | None) -> int | None:
@@ -98,7 +108,8 @@ def is_private_host(host: str, port: int | None = None) -> bool:
     """``localhost``, a local address, or a name that resolves, now, to local addresses only.
 
     An unresolvable name is not private (fail closed). A name is resolved at check time;
-    the client resolves it again when it connects.
+    the client's :class:`LocalPinnedBackend` checks it again at every connection and connects
+    to the address it checked.
     """
     return _resolves_within(host, port, _LOCAL_NETWORKS)
 
@@ -123,3 +134,58 @@ def environment_proxy(url: str | None) -> str | None:
         if pattern.matches(target):
             return proxy
     return None
+
+
+class LocalPinnedBackend(httpcore2.AsyncNetworkBackend):
+    """The client's network layer, for names that were let through because they resolved to local
+    addresses only: at every connection the name is resolved again, every answer must still be
+    local, and the socket connects to one of those checked addresses itself.
+
+    Without it a name checked as local could answer a public address a moment later, when the
+    client resolves it again to connect (DNS rebinding), and the notes would leave the network.
+    Other hosts (address literals, ``localhost``, names the user allowed) connect as usual.
+    """
+
+    def __init__(self, pinned_names: Iterable[str]):
+        self.pinned_names = {name.strip("[]").lower() for name in pinned_names}
+        self._backend = httpcore2.AnyIOBackend()  # what the pool uses under asyncio
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options=None,
+    ):
+        if host.lower() not in self.pinned_names:
+            return await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        addresses = await anyio.to_thread.run_sync(resolve, host, port)
+        if not addresses or not all(is_local_address(address) for address in addresses):
+            raise httpcore2.ConnectError(
+                f"{host} no longer resolves to local addresses only ({', '.join(addresses) or 'no answer'}): "
+                "not connecting (it was allowed as a local name)"
+            )
+        for address in addresses[:-1]:
+            try:
+                return await self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore2.ConnectError:
+                continue
+        return await self._backend.connect_tcp(addresses[-1], port, timeout, local_address, socket_options)
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options=None):
+        return await self._backend.connect_unix_socket(path, timeout, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+def names_to_pin(urls: Iterable[str | None]) -> set[str]:
+    """The host names among ``urls`` (endpoint, proxy) that resolve to local addresses only now
+    (not an address, not ``localhost``): :class:`LocalPinnedBackend` re-checks them at each connection."""
+    names = set()
+    for url in urls:
+        host = url_host(url)
+        if host and host != LOCALHOST and _address(host) is None and is_private_host(host, url_port(url)):
+            names.add(host)
+    return names
