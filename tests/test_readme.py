@@ -7,6 +7,7 @@ script's own `--help` lists. The demo test runs the stages themselves.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -67,24 +68,30 @@ def test_readme_states_the_two_commands():
 
 
 def test_every_readme_command_uses_existing_targets_scripts_and_flags():
-    checked = 0
+    from concurrent.futures import ThreadPoolExecutor
+
+    checked, calls = 0, []
     for command in readme_commands():
         if command.startswith("make "):
-            calls = [call for line in expand_make(command).splitlines() for call in script_calls(line)]
+            found = [call for line in expand_make(command).splitlines() for call in script_calls(line)]
         elif command.startswith(("python scripts/", "asclepius ")):
             target = command.split()[1] if command.startswith("python") else " ".join(command.split()[:2])
-            calls = [(target, command)]
+            found = [(target, command)]
         else:  # exports, third-party servers (vllm serve)
             continue
-        for target, call in calls:
-            listed = help_text(target)
-            for flag in flags_of(call):
-                if flag in ("--config",):
-                    continue
-                assert re.search(rf"(^|\s|\[){re.escape(flag)}[\s,\]=]", listed), (
-                    f"{command!r}: {target} has no {flag}"
-                )
-                checked += 1
+        calls += [(command, target, call) for target, call in found]
+    # Each --help is a Python start-up importing torch and transformers: run them side by side.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(help_text, sorted({target for _, target, _ in calls})))
+    for command, target, call in calls:
+        listed = help_text(target)
+        for flag in flags_of(call):
+            if flag in ("--config",):
+                continue
+            assert re.search(rf"(^|\s|\[){re.escape(flag)}[\s,\]=]", listed), (
+                f"{command!r}: {target} has no {flag}"
+            )
+            checked += 1
     assert checked > 40  # the README really exercises the scripts' flags
 
 
