@@ -165,7 +165,8 @@ def test_the_pinned_backend_refuses_a_name_that_turned_public_at_connect_time(mo
     import httpcore2
     from test_stage_policy import fake_getaddrinfo
 
-    from asclepius.network import LocalPinnedBackend, names_to_pin
+    from asclepius.network import CHECKED_LOCAL_NAMES, LocalPinnedBackend
+    from asclepius.stage import endpoint_allowed
 
     table = {"lab.internal": "127.0.0.1", "api.example": "203.0.113.10"}
     monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo(table))
@@ -175,10 +176,14 @@ def test_the_pinned_backend_refuses_a_name_that_turned_public_at_connect_time(mo
         "http://localhost:1/v1",
         "http://10.0.0.1/v1",
     ]
-    assert names_to_pin(urls) == {"lab.internal"}  # public names, localhost and addresses are not pinned
+    assert [endpoint_allowed(url) for url in urls] == [True, False, True, True]  # the policy's check
+    names = {"lab.internal", "api.example", "localhost", "10.0.0.1"}
+    assert names & CHECKED_LOCAL_NAMES == {
+        "lab.internal"
+    }  # public names, localhost and addresses are not pinned
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
-        backend = LocalPinnedBackend({"lab.internal"})
+        backend = LocalPinnedBackend()  # built after the check, as the engine's client is
         asyncio.run(_connect_once(backend, "lab.internal", port))  # still local: connects
         table["lab.internal"] = "203.0.113.9"  # the next answer is public
         with pytest.raises(httpcore2.ConnectError, match="no longer resolves to local addresses only"):

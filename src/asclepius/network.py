@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
 
 import anyio
 import httpcore2
@@ -42,6 +41,9 @@ _LOCAL_NETWORKS = tuple(
     )
 )
 _LOOPBACK_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+# Names a check of this process found local only (loopback and private networks are both local):
+# the client's LocalPinnedBackend re-checks them at every connection, whatever DNS answers later.
+CHECKED_LOCAL_NAMES: set[str] = set()
 
 
 def url_host(url: str | None) -> str:
@@ -50,11 +52,6 @@ def url_host(url: str | None) -> str:
         return httpx2.URL(url or "").host.lower()
     except (httpx2.InvalidURL, TypeError, ValueError):
         return ""
-
-
-def allowed_names(allowed_hosts: Iterable[str]) -> set[str]:
-    """The host names of ``--allowed_endpoints`` (URLs or bare names), lower case."""
-    return {url_host(item) or item.strip().lower() for item in allowed_hosts or () if item and item.strip()}
 
 
 def url_port(url: str | None) -> int | None:
@@ -100,8 +97,13 @@ def _resolves_within(host: str, port: int | None, networks) -> bool:
         return False
     if host == LOCALHOST:
         return True
-    addresses = [host] if _address(host) is not None else resolve(host, port)
-    return bool(addresses) and all(_within(address, networks) for address in addresses)
+    if _address(host) is not None:
+        return _within(host, networks)
+    addresses = resolve(host, port)
+    inside = bool(addresses) and all(_within(address, networks) for address in addresses)
+    if inside:  # from now on, this process connects to the name only at addresses checked local
+        CHECKED_LOCAL_NAMES.add(host)
+    return inside
 
 
 def is_private_host(host: str, port: int | None = None) -> bool:
@@ -137,17 +139,19 @@ def environment_proxy(url: str | None) -> str | None:
 
 
 class LocalPinnedBackend(httpcore2.AsyncNetworkBackend):
-    """The client's network layer, for names that were let through because they resolved to local
-    addresses only: at every connection the name is resolved again, every answer must still be
-    local, and the socket connects to one of those checked addresses itself.
+    """The client's network layer: a name some check of this process let through because it
+    resolved to local addresses only (:data:`CHECKED_LOCAL_NAMES`) is resolved again at every
+    connection, every answer must still be local, and the socket connects to one of those
+    checked addresses itself (Host header and TLS server name unchanged).
 
     Without it a name checked as local could answer a public address a moment later, when the
     client resolves it again to connect (DNS rebinding), and the notes would leave the network.
-    Other hosts (address literals, ``localhost``, names the user allowed) connect as usual.
+    Other hosts (address literals, ``localhost``, names never checked local) connect as usual.
+    Fail closed: a name also given in ``--allowed_endpoints`` is pinned once a check found it local.
     """
 
-    def __init__(self, pinned_names: Iterable[str]):
-        self.pinned_names = {name.strip("[]").lower() for name in pinned_names}
+    def __init__(self, pinned_names: set[str] = CHECKED_LOCAL_NAMES):
+        self.pinned_names = pinned_names  # the live set: a check after the client is built counts too
         self._backend = httpcore2.AnyIOBackend()  # what the pool uses under asyncio
 
     async def connect_tcp(
@@ -158,7 +162,7 @@ class LocalPinnedBackend(httpcore2.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options=None,
     ):
-        if host.lower() not in self.pinned_names:
+        if host.strip("[]").lower() not in self.pinned_names:
             return await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
         addresses = await anyio.to_thread.run_sync(resolve, host, port)
         if not addresses or not all(is_local_address(address) for address in addresses):
@@ -166,7 +170,7 @@ class LocalPinnedBackend(httpcore2.AsyncNetworkBackend):
                 f"{host} no longer resolves to local addresses only ({', '.join(addresses) or 'no answer'}): "
                 "not connecting (it was allowed as a local name)"
             )
-        for address in addresses[:-1]:
+        for address in addresses[:-1]:  # the first that accepts, as a connect by name would
             try:
                 return await self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
             except httpcore2.ConnectError:
@@ -178,14 +182,3 @@ class LocalPinnedBackend(httpcore2.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._backend.sleep(seconds)
-
-
-def names_to_pin(urls: Iterable[str | None]) -> set[str]:
-    """The host names among ``urls`` (endpoint, proxy) that resolve to local addresses only now
-    (not an address, not ``localhost``): :class:`LocalPinnedBackend` re-checks them at each connection."""
-    names = set()
-    for url in urls:
-        host = url_host(url)
-        if host and host != LOCALHOST and _address(host) is None and is_private_host(host, url_port(url)):
-            names.add(host)
-    return names

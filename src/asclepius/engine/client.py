@@ -19,14 +19,7 @@ from asclepius.engine.config import EngineArguments
 from asclepius.engine.pacing import retry_delay_from_headers
 from asclepius.engine.request import estimate_prompt_tokens
 from asclepius.errors import InputError
-from asclepius.network import (
-    LocalPinnedBackend,
-    environment_proxy,
-    is_loopback_host,
-    names_to_pin,
-    url_host,
-    url_port,
-)
+from asclepius.network import LocalPinnedBackend, environment_proxy, is_loopback_host, url_host, url_port
 from asclepius.redaction import REDACTED, redact_text, redact_url, register_secret
 
 # 408 timeout, 409 conflict (OpenAI uses it for transient lock contention), 429 rate limit.
@@ -136,17 +129,15 @@ def build_http_client(args: EngineArguments) -> httpx2.AsyncClient:
     environment is not read a second time; ``trust_env`` on the transport only keeps the
     environment's CA bundle (``SSL_CERT_FILE``) for corporate TLS.
     """
-    endpoint = resolve_base_url(args)
-    proxy = environment_proxy(endpoint)
     transport = httpx2.AsyncHTTPTransport(
-        proxy=proxy, limits=openai.DEFAULT_CONNECTION_LIMITS, trust_env=True
+        proxy=environment_proxy(resolve_base_url(args)),
+        limits=openai.DEFAULT_CONNECTION_LIMITS,
+        trust_env=True,
     )
-    # A name that resolves to local addresses is re-checked at each connection, and the socket goes to
-    # the address checked (no second DNS answer in between); fail closed, a name the user allowed too.
-    # httpx2 builds its pool without a backend argument, so it is set on the pool it built.
-    pinned = names_to_pin([endpoint, proxy])
-    if pinned:
-        transport._pool._network_backend = LocalPinnedBackend(pinned)
+    # A name the policy let through as local is re-checked at each connection, and the socket goes to
+    # the address checked (no second DNS answer in between). httpx2 builds its pool without a backend
+    # argument, so it is set on the pool it built.
+    transport._pool._network_backend = LocalPinnedBackend()
     return openai.DefaultAsyncHttpxClient(transport=transport, follow_redirects=False, trust_env=False)
 
 

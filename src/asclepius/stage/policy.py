@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from asclepius.errors import InputError
-from asclepius.network import allowed_names, environment_proxy, is_private_host, url_host, url_port
+from asclepius.network import environment_proxy, is_private_host, url_host, url_port
 from asclepius.redaction import redact_url
 from asclepius.stage.provenance import Provenance
 
@@ -24,6 +24,10 @@ ALLOWED_ENDPOINTS_HELP = (
     "MIMIC notes with third parties, including online APIs: name a host only where zero data retention, no "
     "training on the data and no human review are verified (README.md, 'Licences and data use')."
 )
+
+
+def _allowed_names(allowed_hosts: Iterable[str]) -> set[str]:
+    return {url_host(item) or item.strip().lower() for item in allowed_hosts or () if item and item.strip()}
 
 
 def _host_allowed(url: str, allowed: set[str]) -> bool:
@@ -40,7 +44,7 @@ def refused_hops(url: str | None, allowed_hosts: Iterable[str] = ()) -> list[tup
     allowed when its host is named in ``allowed_hosts``, is ``localhost``, or resolves now
     to loopback/private addresses only.
     """
-    allowed = allowed_names(allowed_hosts)
+    allowed = _allowed_names(allowed_hosts)
     if not url or not url_host(url):
         return [("endpoint", redact_url(url) or "no endpoint")]
     hops = [("endpoint", url)]
