@@ -81,6 +81,46 @@ def test_usage_correction_refunds_unused_tokens():
     assert asyncio.run(main()) == pytest.approx(0.6)
 
 
+class ManualClock(FakeClock):
+    """A sleep that lasts until the test moves the clock past its end (or it is cancelled)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleepers: list[tuple[float, asyncio.Future]] = []
+
+    async def sleep(self, seconds: float) -> None:
+        wake = asyncio.get_running_loop().create_future()
+        self.sleepers.append((self.now + seconds, wake))
+        await wake
+
+    async def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for until, wake in self.sleepers:
+            if until <= self.now and not wake.done():
+                wake.set_result(None)
+        for _ in range(5):  # let the woken run
+            await asyncio.sleep(0)
+
+
+def test_a_refund_wakes_the_waiting_request_at_once():
+    """The waiter slept for the wait it computed before the refund; it must not keep sleeping
+    while the server's bucket fills unused (what left 5-8% of a token limit idle)."""
+    clock = ManualClock()
+    pacer = Pacer(1e9, 6000, burst_seconds=0.5, clock=clock, sleep=clock.sleep)  # 100 tokens/s
+
+    async def main() -> float:
+        await pacer.acquire(1000)  # 10 s of the limit reserved
+        waiter = asyncio.ensure_future(pacer.acquire(10))
+        await clock.advance(1.0)
+        assert not waiter.done()  # 9 s of the reservation left: still waiting
+        pacer.settle(estimated_tokens=1000, actual_tokens=100)  # only 1 s of it was used
+        await clock.advance(0.0)
+        assert waiter.done()
+        return clock.now
+
+    assert asyncio.run(main()) == pytest.approx(1.0)
+
+
 def headers(limit: float, remaining: float, reset: str) -> dict[str, str]:
     return {
         "x-ratelimit-limit-tokens": str(limit),

@@ -18,7 +18,8 @@ unknown factor and its bucket may be larger or smaller than ours. The pacer lear
 per run, without a flag, from what each answer says (:meth:`Pacer.learn`): the ratio of
 the server's prompt count (``usage``) to our estimate scales every later estimate, and the
 ``x-ratelimit-*-tokens`` headers give the server's limit and how much its bucket holds
-(remaining + reset x rate), so a request is sent when its charge fits what is left.
+(remaining + reset x rate), so a request is sent when its charge fits what is left. A
+refund (an answer that used less than its max_tokens) wakes the waiting request at once.
 """
 
 from __future__ import annotations
@@ -179,6 +180,9 @@ class Pacer:
         self._shortfall_tokens = 0.0
         # FIFO: waiters queue on the lock, so requests leave in the order they asked.
         self._lock = asyncio.Lock()
+        # Set when room comes back early (a refund): the waiter at the head of the queue slept
+        # for the wait it computed before, and would leave the server's bucket filling unused.
+        self._room_returned = asyncio.Event()
 
     def rate_factor(self, now: float | None = None) -> float:
         """Current fraction of the configured rate (1.0 unless recently rate limited)."""
@@ -197,11 +201,26 @@ class Pacer:
                 wait = max(self._paused_until - now, self._requests.wait(now), self._tokens.wait(now, tokens))
                 if wait <= 0:
                     break
-                await self._sleep(wait)
+                self._room_returned.clear()
+                await self._sleep_until_room_returns(wait)
             factor = self.rate_factor(now)
             self._requests.consume(now, 1, factor)
             self._tokens.consume(now, tokens, factor)
             return self._tokens.room(now)
+
+    async def _sleep_until_room_returns(self, seconds: float) -> None:
+        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        returned = asyncio.ensure_future(self._room_returned.wait())
+        try:
+            await asyncio.wait((sleeping, returned), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            returned.cancel()
+
+    def _give_back(self, resource: _Gcra, cost: float) -> None:
+        resource.refund(cost)
+        if cost > 0:
+            self._room_returned.set()
 
     @property
     def refund_share(self) -> float:
@@ -217,7 +236,7 @@ class Pacer:
             self._unused_tokens += unused
             unused *= share
             self._refunded_tokens += unused
-        self._tokens.refund(unused)
+        self._give_back(self._tokens, unused)
 
     @property
     def token_ratio(self) -> float:
@@ -279,8 +298,8 @@ class Pacer:
 
         Its headers still say what the server had left, and that it was less than the
         request needed: the most telling sign that our model of the bucket ran ahead."""
-        self._requests.refund(1)
-        self._tokens.refund(tokens)
+        self._give_back(self._requests, 1)
+        self._give_back(self._tokens, tokens)
         self.learn(0, None, headers, None if room_at_send is None else room_at_send + tokens)
 
     def on_rate_limited(self, delay: float) -> None:
