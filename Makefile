@@ -22,6 +22,9 @@ ACCELERATE_CONFIG ?= accelerate_configs/ddp.yaml
 NUM_PROCESSES ?= 1
 ARGS ?=
 PYTEST_ARGS ?=
+# Test processes side by side (pytest-xdist): most tests wait on one core for a script they run,
+# so two workers halve the suite on 2 cores; capped at 4 (each loads torch and its models).
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 
 .PHONY: help install tiny-model smol-model test style quality check-recipes clean clean-outputs
 
@@ -61,7 +64,7 @@ smol-model: $(STAMP)  ## real weights offline: SmolLM2-135M-Instruct from its GG
 	$(PY) -m asclepius.smol --output_dir $(SMOL_MODEL)
 
 test: $(STAMP)  ## run the test suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 style: $(STAMP)  ## format and autofix with ruff
 	$(PY) -m ruff format .
