@@ -41,8 +41,8 @@ SMOL_DEFAULTS = {
     # sentence, an answer a few; notes keep the recipe's 256 tokens.
     "question_max_tokens": 64,
     "answer_max_tokens": 128,
-    "pretrain_max_steps": 3,  # x 2 blocks of 512 tokens: ~3k of the 13.5k training-note tokens
-    "sft_max_steps": 2,  # x 4 rows of ~630 tokens
+    "pretrain_max_steps": 3,  # x 2 blocks of 512 tokens (one at a time): ~3k of the 13.5k training-note tokens
+    "sft_max_steps": 2,  # x 4 rows of ~630 tokens (one at a time)
     "eval_max_samples": 4,  # held-out questions answered per model, and judged
     "max_eval_examples": 4,  # held-out rows / notes of the stages' learning-signal check
     "benchmark_questions": 10,  # MMLU-medical questions per model (~0.5 s of CPU each for SmolLM2)
