@@ -34,9 +34,11 @@ help:  ## list targets
 # uv installs the ~150 packages in parallel (~15 s on 2 cores against ~100 s with pip); INSTALLER=pip
 # is the fallback. uv reads neither pip.conf nor PIP_* variables: scripts/uv_pip_args.py hands it
 # pip's find-links, indexes and constraints, so both pick the same wheels (here, the CPU torch on disk).
+# --compile-bytecode: pip writes the .pyc files at install, uv does not, and where
+# PYTHONDONTWRITEBYTECODE is set (this machine) every process would compile torch & co. again.
 INSTALLER ?= uv
 UV_PIP_ARGS = $(eval UV_PIP_ARGS := $(shell $(PYTHON_BIN) scripts/uv_pip_args.py))$(UV_PIP_ARGS)
-PIP_INSTALL = $(if $(filter uv,$(INSTALLER)),$(VENV)/bin/uv pip install --python $(PY) $(UV_PIP_ARGS),$(PY) -m pip install)
+PIP_INSTALL = $(if $(filter uv,$(INSTALLER)),$(VENV)/bin/uv pip install --compile-bytecode --python $(PY) $(UV_PIP_ARGS),$(PY) -m pip install)
 
 $(STAMP): setup.cfg pyproject.toml
 	@mkdir -p $(VENV) && date +%s > $(VENV)/.install-started  # the demo prints how long the install took
