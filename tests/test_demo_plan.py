@@ -150,3 +150,21 @@ def test_the_whole_make_demo_is_counted_from_when_make_started(tmp_path, monkeyp
     ]
     (tmp_path / ".install-started").write_text("100\n")  # installed by an earlier make
     assert demo.make_lines(now=1_000) == ["`make demo` from start to end: 400s (already installed)"]
+
+
+def test_the_demos_processes_keep_freed_memory_unless_the_user_tuned_glibc(tmp_path, monkeypatch):
+    import sys
+
+    import asclepius.demo as demo
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    demo.keep_freed_memory()
+    step = demo.Step(
+        "env", tmp_path / "out", [sys.executable, "-c", "import os; print(os.environ['GLIBC_TUNABLES'])"]
+    )
+    demo.run_step(step, tmp_path / "logs")
+    assert (tmp_path / "logs" / "env.log").read_text().strip() == demo.HEAP_TUNABLES
+
+    mine = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
+    demo.keep_freed_memory(mine)
+    assert mine == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}

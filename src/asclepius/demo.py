@@ -52,6 +52,18 @@ SMOL_DEFAULTS = {
 DEMO_BENCHMARK_TASK = "mmlu_medical"
 TINY_BENCHMARK_QUESTIONS = 3
 
+# glibc hands every freed block above 32 MB back to the kernel, and a CPU training step
+# allocates its logits and activations anew each time, so it faulted them in again: SFT spent
+# ~30% of its time in the kernel. Keeping freed memory in the heap cut the SFT stage from
+# 113 s to 91 s at the same peak (6.0 GB against 6.3 GB). The demo's processes (stages and
+# teacher) get it unless the user set tunables of their own; ignored where glibc is not used.
+HEAP_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"
+
+
+def keep_freed_memory(environ: dict | os._Environ = os.environ) -> None:
+    """Have the processes started from ``environ`` keep freed memory for reuse (see HEAP_TUNABLES)."""
+    environ.setdefault("GLIBC_TUNABLES", HEAP_TUNABLES)
+
 
 @dataclass
 class DemoOptions:
