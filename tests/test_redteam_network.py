@@ -178,9 +178,8 @@ def test_the_pinned_backend_refuses_a_name_that_turned_public_at_connect_time(mo
     ]
     assert [endpoint_allowed(url) for url in urls] == [True, False, True, True]  # the policy's check
     names = {"lab.internal", "api.example", "localhost", "10.0.0.1"}
-    assert names & CHECKED_LOCAL_NAMES == {
-        "lab.internal"
-    }  # public names, localhost and addresses are not pinned
+    # public names, localhost and addresses are not pinned
+    assert names & CHECKED_LOCAL_NAMES == {"lab.internal"}
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
         backend = LocalPinnedBackend()  # built after the check, as the engine's client is

@@ -19,6 +19,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +42,8 @@ SMOL_DEFAULTS = {
     # sentence, an answer a few; notes keep the recipe's 256 tokens.
     "question_max_tokens": 64,
     "answer_max_tokens": 128,
-    "pretrain_max_steps": 3,  # x 2 blocks of 512 tokens (one at a time): ~3k of the 13.5k training-note tokens
+    # x 2 blocks of 512 tokens (one at a time): ~3k of the 13.5k training-note tokens
+    "pretrain_max_steps": 3,
     "sft_max_steps": 2,  # x 4 rows of ~630 tokens (one at a time)
     "eval_max_samples": 4,  # held-out questions answered per model, and judged
     "max_eval_examples": 4,  # held-out rows / notes of the stages' learning-signal check
@@ -54,13 +56,14 @@ TINY_BENCHMARK_QUESTIONS = 3
 
 # glibc serves large blocks (above a threshold of at most 32 MB) with mmap and hands them
 # back to the kernel when freed, and a CPU training step allocates its logits and activations
-# anew each time, so it faulted them in again: SFT spent ~30% of its time in the kernel. Keeping freed memory in the heap cut the SFT stage from
-# 113 s to 91 s at the same peak (6.0 GB against 6.3 GB). The demo's processes (stages and
+# anew each time, so it faulted them in again: SFT spent ~30% of its time in the kernel.
+# Keeping freed memory in the heap cut the SFT stage from 113 s to 91 s at the same peak
+# (6.0 GB against 6.3 GB). The demo's processes (stages and
 # teacher) get it unless the user set tunables of their own; ignored where glibc is not used.
 HEAP_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"
 
 
-def keep_freed_memory(environ: dict | os._Environ = os.environ) -> None:
+def keep_freed_memory(environ: MutableMapping[str, str] = os.environ) -> None:
     """Have the processes started from ``environ`` keep freed memory for reuse (see HEAP_TUNABLES)."""
     environ.setdefault("GLIBC_TUNABLES", HEAP_TUNABLES)
 
