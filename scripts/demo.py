@@ -28,7 +28,16 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from asclepius.arguments import OneLineArgumentParser
-from asclepius.demo import PROFILES, DemoOptions, Stopwatch, keep_freed_memory, plan, run_step, summarize
+from asclepius.demo import (
+    PRECISIONS,
+    PROFILES,
+    DemoOptions,
+    Stopwatch,
+    keep_freed_memory,
+    plan,
+    run_step,
+    summarize,
+)
 from asclepius.errors import run_stage
 from asclepius.serving import serve_model
 
@@ -51,6 +60,12 @@ def parse_args() -> DemoOptions:
     parser.add_argument("--limit", type=int, default=None, help="case reports sent to the teacher")
     parser.add_argument("--train_max_steps", type=int, default=None, help="cap on steps per training stage")
     parser.add_argument("--eval_max_samples", type=int, default=None, help="held-out rows answered per model")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="training, generation and benchmark: auto = bf16 where the CPU has bf16 units (smol), else float32",
+    )
     return DemoOptions(**vars(parser.parse_args()))
 
 

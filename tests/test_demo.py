@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +34,7 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
     command = [
         sys.executable, "scripts/demo.py", "--output_dir", str(out), "--model", "tiny",
         "--limit", "4", "--train_max_steps", "3", "--eval_max_samples", "3",
+        "--precision", "bf16",  # the smol demo's path where the CPU has bf16 units (emulated elsewhere)
     ]  # fmt: skip
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
     first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
@@ -52,11 +54,13 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
         answers = load_dataset(str(out / "eval" / f"answers-{name}"))
         assert {"model", "generated"} <= set(next(iter(answers.values())).column_names)
     for stage in ("pretrain", "sft"):
-        AutoModelForCausalLM.from_pretrained(out / stage)
+        model = AutoModelForCausalLM.from_pretrained(out / stage)
         tokenizer = AutoTokenizer.from_pretrained(out / stage)
         assert tokenizer.pad_token_id != tokenizer.bos_token_id
         card = ModelCard.load(out / stage / "README.md")
         assert "research" in card.text.lower()
+        assert "| precision | bf16 |" in card.text  # mixed precision: the saved weights stay float32
+        assert model.dtype == torch.float32
     assert "model-index" in (out / "sft" / "README.md").read_text()
     results = json.loads((out / "eval" / "report" / "results.json").read_text())
     assert results["models"]
@@ -64,6 +68,7 @@ def test_demo_runs_every_stage_and_resumes(tmp_path):
     assert list((out / "eval" / "report").rglob("*.png"))
     summary = first.stdout[first.stdout.index("Asclepius demo: what came out") :]
     assert "held-out note perplexity" in summary and "total wall time" in summary
+    assert "precision     bf16" in summary
 
     # A rerun resumes: every stage is already finished, nothing is redone, no teacher starts.
     second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

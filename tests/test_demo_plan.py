@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from asclepius.demo import SMOL_DEFAULTS, DemoOptions, _side_by_side, plan
 
@@ -44,6 +45,27 @@ def test_flags_override_the_smol_defaults_and_tiny_keeps_its_recipes(tmp_path):
     assert "max_steps" not in _flags(tiny["pretrain"].command)  # the tiny recipe's own length
     assert "max_tokens" not in _flags(tiny["questions"].command)
     assert _flags(tiny["notes"].command)["model"] == str(tmp_path / "tiny-model")
+
+
+def test_precision_bf16_trains_mixed_and_loads_bf16_weights_and_float32_adds_nothing(tmp_path):
+    base = {"output_dir": tmp_path, "base_model": Path("/models/smol")}
+    bf16 = {step.name: step for step in plan(DemoOptions(**base, precision="bf16"))}
+    for name in ("pretrain", "sft"):
+        flags = _flags(bf16[name].command)
+        assert flags["bf16"] == "true"
+        # transformers refuses --bf16 without a GPU unless --use_cpu says the CPU is meant
+        assert flags.get("use_cpu") == (None if torch.cuda.is_available() else "true")
+    for name in ("generate-base", "generate-pretrain", "generate-sft", "benchmark"):
+        assert _flags(bf16[name].command)["dtype"] == "bfloat16"
+    for name in ("notes", "questions", "answers", "judge"):  # the teacher's steps: the server's own dtype
+        assert "dtype" not in _flags(bf16[name].command) and "bf16" not in _flags(bf16[name].command)
+    float32 = plan(DemoOptions(**base, precision="float32"))
+    assert not any({"bf16", "dtype", "use_cpu"} & set(_flags(step.command)) for step in float32)
+    # auto: the tiny profile (CI) stays float32 whatever the CPU
+    tiny = plan(DemoOptions(output_dir=tmp_path, model="tiny"))
+    assert not any({"bf16", "dtype"} & set(_flags(step.command)) for step in tiny)
+    with pytest.raises(ValueError, match="precision"):
+        DemoOptions(precision="fp16")
 
 
 def test_unknown_profile_is_refused():

@@ -12,6 +12,7 @@ random model, for CI, where only the machinery is tested.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -33,6 +34,8 @@ DEMO_INSTRUCTIONS = "data/demo/synthetic_notes.jsonl"
 # The models compared at the end: untrained, after continued pretraining, after SFT.
 EVALUATED = ("base", "pretrain", "sft")
 PROFILES = ("smol", "tiny")
+# auto: bf16 where the CPU multiplies bf16 natively and the profile is smol, else float32.
+PRECISIONS = ("auto", "bf16", "float32")
 
 # What the smol profile does when a flag leaves it unset, chosen so the demo fits ~10
 # minutes on 2 CPU cores (SmolLM2 trains at ~100 tokens/s and writes ~11 tokens/s there).
@@ -78,10 +81,20 @@ class DemoOptions:
     limit: int | None = None  # case reports sent to the teacher
     train_max_steps: int | None = None  # cap on optimizer steps per training stage
     eval_max_samples: int | None = None  # held-out rows answered per model
+    precision: str = "auto"  # of training, generation and the benchmark (see PRECISIONS)
 
     def __post_init__(self) -> None:
         if self.model not in PROFILES:
             raise ValueError(f"--model must be one of {PROFILES}, got {self.model!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+    @property
+    def bf16(self) -> bool:
+        """Whether the student's steps run in bf16; the tiny profile (CI) keeps float32 unless asked."""
+        if self.precision == "auto":
+            return self.model == "smol" and cpu_has_bf16_units()
+        return self.precision == "bf16"
 
     @property
     def tiny_model(self) -> Path:
@@ -114,6 +127,38 @@ class DemoOptions:
         if flag is not None or self.model == "tiny":
             return flag
         return SMOL_DEFAULTS[name]
+
+
+@functools.cache
+def cpu_has_bf16_units() -> bool:
+    """Whether the CPU multiplies bf16 natively (AVX512-BF16 or AMX) and no GPU will do the work.
+
+    There a bf16 SmolLM2 step takes ~0.5-0.7x the float32 time (training: float32 weights,
+    bf16 products; batched generation: half the bytes per weight); without them bf16 is
+    emulated and slower, so float32 stays.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's own, private
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
+def bf16_flags(options: DemoOptions) -> tuple[list[str], list[str]]:
+    """(training flags, model-loading flags) that run the student's steps in bf16; empty for float32.
+
+    Training is mixed precision, as the GPU recipes' ``bf16: true``: float32 weights and
+    optimizer, bf16 products; transformers wants ``--use_cpu`` to allow it without a GPU.
+    Generation and the benchmark load the weights in bf16. The stages' held-out checks
+    (perplexity, answer loss) keep the recipes' float32, so they compare across precisions.
+    """
+    if not options.bf16:
+        return [], []
+    import torch
+
+    on_cpu = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
+    return ["--bf16", "true", *on_cpu], ["--dtype", "bfloat16"]
 
 
 @dataclass
@@ -189,6 +234,7 @@ def plan(options: DemoOptions, teacher_url: str = "{teacher_url}") -> list[Step]
     limit = _flag("limit", options.setting("limit"))
     signal_cap = _flag("max_eval_examples", options.setting("max_eval_examples"))
     samples = _flag("max_samples", options.setting("eval_max_samples"))
+    train_precision, load_precision = bf16_flags(options)
     data_yaml = f"{recipe}/data.yaml"
     steps = [
         Step(
@@ -256,6 +302,7 @@ def plan(options: DemoOptions, teacher_url: str = "{teacher_url}") -> list[Step]
                 out / "pretrain",
                 *_flag("max_steps", options.setting("pretrain_max_steps")),
                 *signal_cap,
+                *train_precision,
             ),
         ),
         Step(
@@ -273,6 +320,7 @@ def plan(options: DemoOptions, teacher_url: str = "{teacher_url}") -> list[Step]
                 out / "sft",
                 *_flag("max_steps", options.setting("sft_max_steps")),
                 *signal_cap,
+                *train_precision,
             ),
         ),
     ]
@@ -292,6 +340,7 @@ def plan(options: DemoOptions, teacher_url: str = "{teacher_url}") -> list[Step]
                 options.setting("benchmark_questions") or TINY_BENCHMARK_QUESTIONS,
                 "--output_dir",
                 out / "eval" / "benchmark",
+                *load_precision,
             ),
         )
     )
@@ -311,6 +360,7 @@ def plan(options: DemoOptions, teacher_url: str = "{teacher_url}") -> list[Step]
                     "--output_dir",
                     out / "eval" / f"answers-{name}",
                     *samples,
+                    *load_precision,
                 ),
             )
         )
@@ -447,6 +497,7 @@ def summarize(options: DemoOptions, steps: list[Step], stopwatch: Stopwatch) -> 
         lines.extend(heldout_answer_lines(out))
     lines.append("")
     lines.append("Numbers (training used the bundled human-written demo set; held-out = other patients)")
+    lines.append(precision_line(options))
     pretrain, sft = _training_facts(out / "pretrain"), _training_facts(out / "sft")
     for label, facts in (("pretrain", pretrain), ("sft", sft)):
         if "last_loss" in facts:
@@ -579,6 +630,15 @@ def rouge_lines(out: Path) -> list[str]:
             f"ROUGE-L {name:<9} {rouge['rouge_l']:.3f} (95% CI {low:.3f}-{high:.3f}, n={rouge['n']})"
         )
     return lines
+
+
+def precision_line(options: DemoOptions) -> str:
+    if options.bf16:
+        return (
+            "precision     bf16 products in training, bf16 weights in generation and the benchmark "
+            "(--precision float32: all float32)"
+        )
+    return "precision     float32 (--precision bf16 where the CPU has bf16 units: ~0.6x the time)"
 
 
 def benchmark_lines(out: Path) -> list[str]:
