@@ -64,7 +64,7 @@ def parse_args() -> DemoOptions:
         "--precision",
         default="auto",
         choices=PRECISIONS,
-        help="training, generation and benchmark: auto = bf16 where the CPU has bf16 units (smol), else float32",
+        help="of every model run: auto = bf16 where the CPU has bf16 units (smol profile), else float32",
     )
     return DemoOptions(**vars(parser.parse_args()))
 
@@ -89,7 +89,9 @@ def main() -> None:
                 "the teacher is SmolLM2-135M: readable English, rarely a real note, and it invents facts"
             )
         with ExitStack() as running:  # the teacher stops when this block ends, also on failure
-            server = serve_model(options.teacher, log_file=_log_file(logs, "teacher"))
+            server = serve_model(
+                options.teacher, dtype=options.teacher_dtype, log_file=_log_file(logs, "teacher")
+            )
             teacher_url = stopwatch.measure("teacher start", running.enter_context, server)
             steps = plan(options, teacher_url)
             # 3-5. Every stage, in order, as the command a user would type.

@@ -59,6 +59,8 @@ def test_precision_bf16_trains_mixed_and_loads_bf16_weights_and_float32_adds_not
         assert _flags(bf16[name].command)["dtype"] == "bfloat16"
     for name in ("notes", "questions", "answers", "judge"):  # the teacher's steps: the server's own dtype
         assert "dtype" not in _flags(bf16[name].command) and "bf16" not in _flags(bf16[name].command)
+    assert DemoOptions(**base, precision="bf16").teacher_dtype == "bfloat16"
+    assert DemoOptions(**base, precision="float32").teacher_dtype == "auto"  # the checkpoint's own
     float32 = plan(DemoOptions(**base, precision="float32"))
     assert not any({"bf16", "dtype", "use_cpu"} & set(_flags(step.command)) for step in float32)
     # auto: the tiny profile (CI) stays float32 whatever the CPU

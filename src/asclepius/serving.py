@@ -82,6 +82,7 @@ def serve_model(
     *,
     port: int | None = None,
     device: str = "cpu",
+    dtype: str = "auto",
     log_file: str | os.PathLike | None = None,
     startup_timeout: float = 180.0,
 ) -> Iterator[str]:
@@ -95,6 +96,8 @@ def serve_model(
         str(port),
         "--device",
         device,
+        "--dtype",  # auto: the checkpoint's own
+        dtype,
         str(model_path),
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
