@@ -30,3 +30,26 @@ def test_each_file_is_parsed_once_while_converting_and_gguf_is_restored_after(tm
         assert gguf.get_tensor_name_map(arch, 1) is gguf.get_tensor_name_map(arch, 1)
     assert gguf.GGUFReader is original_reader and gguf.get_tensor_name_map is original_map
     assert gguf.GGUFReader(path) is not first  # outside a conversion: a fresh parse, as before
+
+
+def test_conversion_writes_the_weights_once_with_their_stamp(tiny_model_path, tmp_path, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import asclepius.gguf_model as gguf_model
+    import asclepius.stage.stamps as stamps
+
+    # The GGUF parsing itself is tested above; here the loaded model is the tiny one.
+    loaded = (
+        AutoModelForCausalLM.from_pretrained(tiny_model_path),
+        AutoTokenizer.from_pretrained(tiny_model_path),
+    )
+    monkeypatch.setattr(gguf_model, "load_gguf", lambda path, dtype: loaded)
+
+    def no_rewrite(*args, **kwargs):
+        raise AssertionError("the weights were copied again to add the stamp")
+
+    monkeypatch.setattr(stamps.shutil, "copyfileobj", no_rewrite)
+    out = gguf_model.convert_gguf(tmp_path / "model.gguf", tmp_path / "converted")
+    # No card data (licence unknown): the weights say unknown (restricted until known), as the card does.
+    assert stamps.read_stamp(out / "model.safetensors")["status"] == "unknown"
+    assert (out / "README.md").exists()

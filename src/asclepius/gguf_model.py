@@ -125,13 +125,18 @@ def convert_gguf(
     plain = plain_copy(model)
     del model
     output_dir.mkdir(parents=True, exist_ok=True)
-    plain.save_pretrained(output_dir)
+    card = card or ModelCardSpec(GGUF_TEMPLATE, {"library_name": "transformers"}, {})
+    # The weights carry what the card says (SmolLM2's: public; someone else's GGUF: unknown),
+    # written into the header as the file is saved: one write of the weights, not two.
+    provenance = card_provenance(card.card_data, str(output_dir))
+    from asclepius.training.stamping import stamped_saves
+
+    with stamped_saves(provenance):
+        plain.save_pretrained(output_dir)
+    stamp_weights(output_dir, provenance)  # nothing left to do unless transformers saved another way
     tokenizer.save_pretrained(output_dir)
     n_params = sum(p.numel() for p in plain.parameters())
     logger.info("%s -> %s (%.1fM parameters, %s)", gguf_path, output_dir, n_params / 1e6, dtype)
-    card = card or ModelCardSpec(GGUF_TEMPLATE, {"library_name": "transformers"}, {})
-    # The weights carry what the card says (SmolLM2's: public; someone else's GGUF: unknown).
-    stamp_weights(output_dir, card_provenance(card.card_data, str(output_dir)))
     render_card(
         output_dir,
         kind="model",
