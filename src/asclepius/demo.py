@@ -138,9 +138,9 @@ class DemoOptions:
 def cpu_has_bf16_units() -> bool:
     """Whether the CPU multiplies bf16 natively (AVX512-BF16 or AMX) and no GPU will do the work.
 
-    There a bf16 SmolLM2 step took ~0.7-0.85x the float32 time on 2 cores (training: float32
-    weights, bf16 products; generation and the teacher: half the bytes per weight); without
-    them bf16 is emulated and slower, so float32 stays.
+    There the bf16 SmolLM2 work took ~0.75-0.85x its float32 time on 2 cores (training:
+    float32 weights, bf16 products; generation and the teacher: half the bytes per weight),
+    the whole demo ~0.95x; without them bf16 is emulated and slower, so float32 stays.
     """
     import torch
 
@@ -643,7 +643,7 @@ def precision_line(options: DemoOptions) -> str:
             "precision     bf16 products in training, bf16 weights in generation, benchmark and teacher "
             "(--precision float32: all float32)"
         )
-    return "precision     float32 (--precision bf16 where the CPU has bf16 units: ~0.8x the time)"
+    return "precision     float32 (--precision bf16: faster where the CPU has bf16 units)"
 
 
 def benchmark_lines(out: Path) -> list[str]:
