@@ -31,7 +31,6 @@ from asclepius.errors import InputError
 from asclepius.stage.cards import render_card
 from asclepius.stage.files import mark_unfinished
 from asclepius.stage.provenance import card_provenance
-from asclepius.stage.stamps import stamp_weights
 
 logger = logging.getLogger(__name__)
 
@@ -128,12 +127,9 @@ def convert_gguf(
     card = card or ModelCardSpec(GGUF_TEMPLATE, {"library_name": "transformers"}, {})
     # The weights carry what the card says (SmolLM2's: public; someone else's GGUF: unknown),
     # written into the header as the file is saved: one write of the weights, not two.
-    provenance = card_provenance(card.card_data, str(output_dir))
-    from asclepius.training.stamping import stamped_saves
+    from asclepius.training.stamping import save_stamped
 
-    with stamped_saves(provenance):
-        plain.save_pretrained(output_dir)
-    stamp_weights(output_dir, provenance)  # nothing left to do unless transformers saved another way
+    save_stamped(plain, output_dir, card_provenance(card.card_data, str(output_dir)))
     tokenizer.save_pretrained(output_dir)
     n_params = sum(p.numel() for p in plain.parameters())
     logger.info("%s -> %s (%.1fM parameters, %s)", gguf_path, output_dir, n_params / 1e6, dtype)

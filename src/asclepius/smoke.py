@@ -156,7 +156,7 @@ def build_random_model(model_type: str, output_dir: str | Path, *, subfolder: st
 
     from asclepius.stage.cards import render_card
     from asclepius.stage.provenance import PUBLIC, Provenance
-    from asclepius.stage.stamps import stamp_weights
+    from asclepius.training.stamping import save_stamped
 
     output_dir = Path(output_dir)
     target = output_dir / subfolder if subfolder else output_dir
@@ -176,9 +176,8 @@ def build_random_model(model_type: str, output_dir: str | Path, *, subfolder: st
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model.save_pretrained(target)
+    save_stamped(model, target, Provenance(PUBLIC, "random weights, no data", license="apache-2.0"))
     tokenizer.save_pretrained(target)
-    stamp_weights(target, Provenance(PUBLIC, "random weights, no data", license="apache-2.0"))
     render_card(
         output_dir,
         kind="model",

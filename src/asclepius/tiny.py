@@ -19,7 +19,6 @@ from pathlib import Path
 from asclepius import prompts
 from asclepius.stage.cards import render_card
 from asclepius.stage.provenance import PUBLIC, Provenance
-from asclepius.stage.stamps import stamp_weights
 from asclepius.tasks import SEED_QUESTIONS
 
 logger = logging.getLogger(__name__)
@@ -134,9 +133,10 @@ def build_tiny_model(output_dir: str | Path, seed: int = 0, demo_dir: Path = DEM
         max_new_tokens=64,
         do_sample=True,
     )
-    model.save_pretrained(output_dir)
+    from asclepius.training.stamping import save_stamped
+
+    save_stamped(model, output_dir, Provenance(PUBLIC, "random weights, no data", license="apache-2.0"))
     tokenizer.save_pretrained(output_dir)
-    stamp_weights(output_dir, Provenance(PUBLIC, "random weights, no data", license="apache-2.0"))
     n_params = sum(p.numel() for p in model.parameters())
     # The card says public: models trained from it may be pushed (nothing in it is licensed data).
     render_card(

@@ -14,8 +14,7 @@ import torch
 
 from asclepius.errors import InputError
 from asclepius.stage.provenance import Provenance
-from asclepius.stage.stamps import stamp_weights
-from asclepius.training.stamping import stamped_saves
+from asclepius.training.stamping import save_stamped
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +44,7 @@ def merge_adapter(
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     merged.config.use_cache = True
     output_dir = Path(output_dir)
-    with stamped_saves(provenance):
-        merged.save_pretrained(output_dir)
-    stamp_weights(output_dir, provenance)  # nothing left to do unless transformers saved another way
+    save_stamped(merged, output_dir, provenance)
     # The adapter folder holds the tokenizer the adapter was trained with (pad/eos settled).
     tokenizer_source = adapter_dir if (Path(adapter_dir) / "tokenizer_config.json").exists() else base_model
     AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(output_dir)

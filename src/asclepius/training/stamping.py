@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import transformers.modeling_utils as modeling_utils
 
 from asclepius.stage.provenance import Provenance
-from asclepius.stage.stamps import STAMP_KEY, stamp_text
+from asclepius.stage.stamps import STAMP_KEY, stamp_text, stamp_weights
 
 
 @contextlib.contextmanager
@@ -32,3 +32,11 @@ def stamped_saves(provenance: Provenance) -> Iterator[None]:
         yield
     finally:
         modeling_utils.safe_save_file = original
+
+
+def save_stamped(model, output_dir, provenance: Provenance) -> None:
+    """``model.save_pretrained(output_dir)``, its weights written once with ``provenance`` in their header
+    (and stamped the slow way if transformers saved them another way)."""
+    with stamped_saves(provenance):
+        model.save_pretrained(output_dir)
+    stamp_weights(output_dir, provenance)
