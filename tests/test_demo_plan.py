@@ -192,3 +192,24 @@ def test_the_demos_processes_keep_freed_memory_unless_the_user_tuned_glibc(tmp_p
     mine = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
     demo.keep_freed_memory(mine)
     assert mine == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
+
+
+def test_an_unknown_precision_is_a_one_line_error_before_any_work(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    command = [
+        sys.executable,
+        "scripts/demo.py",
+        "--output_dir",
+        str(tmp_path / "demo"),
+        "--precision",
+        "fp16",
+    ]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --precision: expected one of auto, bf16, float32, got 'fp16'"
+    ]
+    assert not (tmp_path / "demo").exists()
